@@ -1,0 +1,153 @@
+# pg_imgset — builds the imgset CLI, its library, the tests and the PostgreSQL extension.
+#   make            build everything this machine can build (prints what it found)
+#   make check      install missing packages, build, run every test suite
+#   make demo       install missing packages, build, run the small benchmark
+#   make install    install the extension into the PostgreSQL found by pg_config
+# Turn optional parts off with NO_HDF5=1, NO_PG=1, NO_CUDA=1, NO_FUZZ=1.
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -pthread -fPIC
+LDLIBS  := -lm -pthread
+BUILD   := build
+PKG     := pkg-config
+
+# ---- probe the libraries -------------------------------------------------------------
+found   :=
+missing :=
+define probe_pkg   # $(1)=pkg-config name, $(2)=define
+$(if $(shell $(PKG) --exists $(1) && echo yes),\
+  $(eval CFLAGS += $(shell $(PKG) --cflags $(1)) -D$(2))\
+  $(eval LDLIBS += $(shell $(PKG) --libs $(1)))\
+  $(eval found += $(1)),\
+  $(eval missing += $(1)))
+endef
+
+# Required: image codecs, zlib, xxhash (digests), OpenBLAS (the nn core).
+$(call probe_pkg,libpng,IMGSET_HAVE_PNG)
+$(call probe_pkg,libjpeg,IMGSET_HAVE_JPEG)
+$(call probe_pkg,zlib,IMGSET_HAVE_ZLIB)
+$(call probe_pkg,libxxhash,IMGSET_HAVE_XXHASH)
+$(call probe_pkg,openblas,IMGSET_HAVE_OPENBLAS)
+
+# Optional: HDF5, libpq, CUDA.
+ifndef NO_HDF5
+$(call probe_pkg,hdf5,IMGSET_HAVE_HDF5)
+endif
+HAVE_HDF5 := $(filter hdf5,$(found))
+
+PG_CONFIG ?= $(shell command -v pg_config 2>/dev/null)
+ifndef NO_PG
+ifneq ($(PG_CONFIG),)
+CFLAGS  += -I$(shell $(PG_CONFIG) --includedir) -DIMGSET_HAVE_LIBPQ
+LDLIBS  += -L$(shell $(PG_CONFIG) --libdir) -lpq
+found   += libpq
+HAVE_PG := yes
+HAVE_PGXS := $(shell test -f "$$($(PG_CONFIG) --pgxs)" && echo yes)
+else
+missing += libpq
+endif
+endif
+
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+ifndef NO_CUDA
+ifneq ($(NVCC),)
+CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+HAVE_CUDA := yes
+found   += cuda
+else
+missing += cuda
+endif
+endif
+
+FUZZ_CC := $(shell command -v clang 2>/dev/null)
+ifdef NO_FUZZ
+FUZZ_CC :=
+endif
+
+# ---- sources -------------------------------------------------------------------------
+# loaders/ and trainer/ (except the CLI's main) form libimgset.a; optional backends drop out.
+OPTIONAL_OFF := $(if $(HAVE_HDF5),,loaders/store_hdf5.c) \
+                $(if $(HAVE_PG),,loaders/store_pg.c)
+LIB_SRC  := $(filter-out $(OPTIONAL_OFF),$(wildcard loaders/*.c)) \
+            $(filter-out trainer/imgset.c trainer/cmd_%.c,$(wildcard trainer/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_SRC  := trainer/imgset.c $(wildcard trainer/cmd_*.c)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+CU_SRC   := $(if $(HAVE_CUDA),$(wildcard loaders/*.cu trainer/*.cu))
+CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
+ifneq ($(CU_SRC),)
+CFLAGS   += -DIMGSET_HAVE_CUDA -I$(CUDA_HOME)/include
+LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart -lcublas
+endif
+UNIT_SRC := $(wildcard test/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
+FUZZ_SRC := $(if $(FUZZ_CC),$(wildcard test/fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(BUILD)/fuzz/%)
+CFLAGS   += -Iloaders -Itrainer
+
+.PHONY: all check demo bench install deps extension clean report
+all: report $(BUILD)/imgset $(UNIT_BIN) $(FUZZ_BIN) extension
+
+report:
+	@echo "imgset build: found: $(strip $(found))"
+	@echo "imgset build: left out: $(if $(strip $(missing)),$(strip $(missing)),nothing)$(if $(FUZZ_CC),, fuzzers(no clang))"
+
+$(BUILD)/obj/%.o: %.c $(wildcard loaders/*.h trainer/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu $(wildcard loaders/*.h trainer/*.h)
+	@mkdir -p $(dir $@)
+	$(NVCC) -O2 -Xcompiler -fPIC -Iloaders -Itrainer $(filter -D%,$(CFLAGS)) -c $< -o $@
+
+$(BUILD)/libimgset.a: $(LIB_OBJ) $(CU_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/imgset: $(CLI_OBJ) $(BUILD)/libimgset.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libimgset.a $(LDLIBS)
+
+$(BUILD)/test/%: test/unit/%.c test/unit/tap.h $(BUILD)/libimgset.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(BUILD)/libimgset.a $(LDLIBS)
+
+# Fuzz targets: libFuzzer + AddressSanitizer, the library compiled again with clang.
+FUZZ_LIB_OBJ := $(filter-out %.cu,$(LIB_SRC:%.c=$(BUILD)/fuzzobj/%.o))
+$(BUILD)/fuzzobj/%.o: %.c $(wildcard loaders/*.h trainer/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(filter-out -O2,$(CFLAGS)) -O1 -fsanitize=fuzzer-no-link,address -c $< -o $@
+$(BUILD)/fuzz/%: test/fuzz/%.c $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(filter-out -O2,$(CFLAGS)) -O1 -fsanitize=fuzzer,address -o $@ $< \
+	    $(FUZZ_LIB_OBJ) $(filter-out -lcudart -lcublas,$(LDLIBS))
+
+# The PostgreSQL extension is built by PGXS in extension/.
+extension:
+ifeq ($(HAVE_PGXS),yes)
+	$(MAKE) -C extension PG_CONFIG=$(PG_CONFIG)
+else
+	@echo "imgset build: extension left out (no postgresql-server-dev)"
+endif
+
+install: all
+	$(MAKE) -C extension PG_CONFIG=$(PG_CONFIG) install
+
+deps:
+	@./deps.sh
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@test/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@test/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/imgset bench --out $(BUILD)/bench
+
+clean:
+	rm -rf $(BUILD)
+	-$(MAKE) -C extension clean

@@ -1,0 +1,44 @@
+# tap.sh — sourced by the end-to-end scripts: TAP output helpers and a scratch directory.
+TAP_N=0
+TAP_FAILED=0
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/imgset-e2e.XXXXXX")
+trap 'rm -rf "$SCRATCH"' EXIT
+IMGSET=${IMGSET:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/imgset}
+
+# ok DESCRIPTION COMMAND... — one test: passes when the command exits 0.
+ok() {
+    local what=$1; shift
+    TAP_N=$((TAP_N + 1))
+    if "$@" >"$SCRATCH/last.out" 2>&1; then
+        echo "ok $TAP_N - $what"
+    else
+        echo "not ok $TAP_N - $what"; sed 's/^/# /' "$SCRATCH/last.out" | head -20
+        TAP_FAILED=$((TAP_FAILED + 1))
+    fi
+}
+
+# fails_with DESCRIPTION PATTERN COMMAND... — passes when the command exits non-zero, without a
+# crash (status < 128), and its stderr matches PATTERN (grep -E).
+fails_with() {
+    local what=$1 pattern=$2; shift 2
+    TAP_N=$((TAP_N + 1))
+    "$@" >"$SCRATCH/last.out" 2>"$SCRATCH/last.err"
+    local rc=$?
+    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -qE -- "$pattern" "$SCRATCH/last.err"; then
+        echo "ok $TAP_N - $what"
+    else
+        echo "not ok $TAP_N - $what (status $rc)"; sed 's/^/# /' "$SCRATCH/last.err" | head -10
+        TAP_FAILED=$((TAP_FAILED + 1))
+    fi
+}
+
+# skip DESCRIPTION REASON
+skip() {
+    TAP_N=$((TAP_N + 1))
+    echo "ok $TAP_N - $1 # SKIP $2"
+}
+
+tap_done() {
+    echo "1..$TAP_N"
+    [ "$TAP_FAILED" -eq 0 ]
+}

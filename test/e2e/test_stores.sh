@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# test_stores.sh — every shape, generated into every store and converted through every store
+# pair, gives the same digest; the CLI fails cleanly on bad input and interrupted writes.
+set -u
+. "$(dirname "$0")/tap.sh"
+cd "$SCRATCH"
+
+stores=(files mmap)
+"$IMGSET" --help | grep -q '^  hdf5 ' && stores+=(hdf5)
+
+# location STORE NAME — the URI of store STORE called NAME in the scratch directory.
+location() { case $1 in hdf5) echo "hdf5:$SCRATCH/$2.h5" ;; *) echo "$1:$SCRATCH/$2" ;; esac; }
+
+# digests URI — the verify lines of a store, without the URI column.
+digests() { "$IMGSET" verify "$1" | awk '{print $1, $2, $3}'; }
+
+declare -A counts=([cifar10]="--train 40 --test 12" [tinyimagenet]="--train 30 --test 8"
+                   [hires]="--train 4 --test 2" [mixed]="--train 16 --test 5")
+for shape in cifar10 tinyimagenet hires mixed; do
+    uris=()
+    for st in "${stores[@]}"; do
+        uri=$(location "$st" "$shape-gen-$st")
+        ok "gen $shape into $st" "$IMGSET" gen --like "$shape" ${counts[$shape]} --seed 7 --out "$uri"
+        uris+=("$uri")
+    done
+    for src in "${stores[@]}"; do
+        for dst in "${stores[@]}"; do
+            [ "$src" = "$dst" ] && continue
+            uri=$(location "$dst" "$shape-$src-to-$dst")
+            ok "convert $shape $src -> $dst" "$IMGSET" convert "$(location "$src" "$shape-gen-$src")" "$uri"
+            uris+=("$uri")
+        done
+    done
+    ok "verify: $shape identical in ${#uris[@]} stores" "$IMGSET" verify "${uris[@]}"
+    n=$(digests "${uris[0]}" | awk '$1 == "train" {print $3}')
+    want=$(echo "${counts[$shape]}" | awk '{print $2}')
+    ok "$shape train count is $want" test "$n" = "$want"
+done
+
+# Determinism and sensitivity of gen.
+m1=$(location mmap det1); m2=$(location mmap det2); m3=$(location mmap det3)
+"$IMGSET" gen --like cifar10 --train 20 --test 5 --seed 3 --out "$m1" >/dev/null
+"$IMGSET" gen --like cifar10 --train 20 --test 5 --seed 3 --out "$m2" >/dev/null
+"$IMGSET" gen --like cifar10 --train 20 --test 5 --seed 4 --out "$m3" >/dev/null
+ok "gen is deterministic for a seed" "$IMGSET" verify "$m1" "$m2"
+ok "verify exits 1 when stores differ" bash -c "'$IMGSET' verify '$m1' '$m3'; [ \$? -eq 1 ]"
+ok "verify prints DIFFERS for the odd one" bash -c "'$IMGSET' verify '$m1' '$m3' | grep -q DIFFERS"
+ok "info shows counts and shape" bash -c "'$IMGSET' info '$m1' | grep -q 'train .*20 images, 32x32x3'"
+ok "info shows mixed sizes" bash -c "'$IMGSET' info '$(location mmap mixed-gen-mmap)' | grep -q 'mixed sizes'"
+
+# Bad input: clear messages, non-zero status, no crash.
+fails_with "unknown shape is named" "nosuch" "$IMGSET" gen --like nosuch --out "$(location mmap x)"
+fails_with "gen without --out is a usage error" "usage" "$IMGSET" gen --like cifar10
+fails_with "a non-numeric count is named" "\"ten\"" "$IMGSET" gen --like cifar10 --train ten --out "$(location mmap x)"
+fails_with "an existing destination is refused" "exist" "$IMGSET" convert "$m1" "$m2"
+fails_with "a missing source is named" "$SCRATCH/absent" "$IMGSET" convert "$(location mmap absent)" "$(location mmap y)"
+fails_with "an unknown scheme is named" "ftp" "$IMGSET" info "ftp://x"
+fails_with "an unknown command is refused" "unknown command" "$IMGSET" frobnicate
+for cmd in gen import convert verify info; do
+    ok "$cmd --help" bash -c "'$IMGSET' $cmd --help | grep -q usage"
+done
+
+# An interrupted write leaves nothing that looks like a store.
+for st in "${stores[@]}"; do
+    uri=$(location "$st" "interrupted-$st")
+    "$IMGSET" gen --like hires --train 3000 --test 10 --out "$uri" >/dev/null 2>"$SCRATCH/int.err" &
+    pid=$!
+    sleep 1
+    kill -INT "$pid"
+    wait "$pid"
+    rc=$?
+    path=${uri#*:}
+    ok "Ctrl-C during a $st write exits non-zero and leaves no store" \
+        bash -c "[ $rc -ne 0 ] && [ ! -e '$path' ] && ! ls '$path'.tmp* >/dev/null 2>&1"
+done
+
+tap_done

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# run.sh — run every test suite (each prints TAP) and end with "N passed, N failed, N skipped".
+# Suites: C unit tests, fuzz targets (bounded), end-to-end scripts, Python interop, PostgreSQL.
+# Usage: test/run.sh [SUITE...]   (unit fuzz e2e interop pg; default: all)
+set -u
+cd "$(dirname "$0")/.."
+export IMGSET="$PWD/build/imgset"
+export IMGSET_ROOT="$PWD"
+export PYTHON=/usr/bin/python3          # Debian's python, which has the python3-* packages
+FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+
+passed=0 failed=0 skipped=0
+log_dir=$(mktemp -d "${TMPDIR:-/tmp}/imgset-test.XXXXXX")
+trap 'rm -rf "$log_dir"' EXIT
+
+# run_tap NAME COMMAND... — run one TAP producer, count its results, show failures.
+run_tap() {
+    local name=$1; shift
+    local out="$log_dir/$(echo "$name" | tr '/ ' '__').log"
+    local start=$SECONDS
+    "$@" >"$out" 2>&1
+    local rc=$?
+    local p f s
+    s=$(grep -cE '^ok [0-9]+.*# *(SKIP|skip)' "$out")
+    p=$(( $(grep -cE '^ok [0-9]+' "$out") - s ))
+    f=$(grep -cE '^not ok [0-9]+' "$out")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1; echo "not ok - $name exited with status $rc" >>"$out"
+    fi
+    if [ $((p + f + s)) -eq 0 ]; then
+        f=1; echo "not ok - $name reported no test" >>"$out"
+    fi
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    printf '%-44s %4d passed %3d failed %3d skipped  (%ds)\n' "$name" "$p" "$f" "$s" $((SECONDS - start))
+    if [ "$f" -gt 0 ]; then
+        grep -E '^not ok|^#' "$out" | head -40 | sed 's/^/    /'
+        tail -15 "$out" | sed 's/^/    | /'
+    fi
+    grep -E '^ok .*# *SKIP' "$out" | head -5 | sed 's/^/    /'
+}
+
+suites=${*:-unit fuzz e2e interop pg}
+for suite in $suites; do
+    case $suite in
+    unit)
+        for t in build/test/test_*; do [ -x "$t" ] && run_tap "unit/$(basename "$t")" "$t"; done ;;
+    fuzz)
+        for t in build/fuzz/fuzz_*; do
+            [ -x "$t" ] || continue
+            n=$(basename "$t"); corpus="$log_dir/corpus_$n"; mkdir -p "$corpus"
+            seeds=test/fuzz/seeds/${n#fuzz_}
+            run_tap "fuzz/$n" bash -c "'$t' -max_total_time=$FUZZ_SECONDS -rss_limit_mb=2048 \
+                '$corpus' $( [ -d "$seeds" ] && echo "'$seeds'" ) >'$log_dir/$n.fuzzlog' 2>&1 \
+                && echo 'ok 1 - $n: no crash in ${FUZZ_SECONDS}s' \
+                || { tail -30 '$log_dir/$n.fuzzlog'; echo 'not ok 1 - $n found a crash'; }"
+        done ;;
+    e2e)
+        for t in test/e2e/*.sh; do [ -f "$t" ] && run_tap "e2e/$(basename "$t")" bash "$t"; done ;;
+    interop)
+        for t in test/interop/*.py; do [ -f "$t" ] && run_tap "interop/$(basename "$t")" "$PYTHON" "$t"; done ;;
+    pg)
+        [ -f test/pg/run.sh ] && run_tap "pg" bash test/pg/run.sh ;;
+    *)
+        echo "run.sh: unknown suite $suite" >&2; failed=$((failed + 1)) ;;
+    esac
+done
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

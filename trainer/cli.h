@@ -1,0 +1,25 @@
+/* cli.h — the imgset subcommands and the small helpers they share. */
+#ifndef IMGSET_CLI_H
+#define IMGSET_CLI_H
+
+#include "store.h"
+
+/* Each subcommand gets argv with argv[0] = its own name; returns the exit status:
+ * 0 success, 1 failure (the error was printed), 2 bad usage. */
+int cmd_gen(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+/* Print "imgset CMD: <message>" on stderr and return 1. */
+int cli_error(const char *cmd, const char *message);
+
+/* Copy src into dst_uri with a progress bar; prints a one-line summary (images, MB, seconds,
+ * img/s, MB/s) on stdout. Closes src. Returns the exit status. */
+int cli_copy_and_report(const char *cmd, Store *src, const char *dst_uri);
+
+/* Parse a non-negative integer option value; -1 on garbage (message printed). */
+long long cli_parse_count(const char *cmd, const char *option, const char *value);
+
+#endif

@@ -1,0 +1,309 @@
+/* cmd_data.c — the data set subcommands: gen, import, convert, verify, info. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "digest.h"
+#include "error.h"
+#include "generate.h"
+#include "import.h"
+#include "progress.h"
+#include "store_files.h"
+
+int cli_error(const char *cmd, const char *message)
+{
+    fprintf(stderr, "imgset %s: %s\n", cmd, message);
+    return 1;
+}
+
+long long cli_parse_count(const char *cmd, const char *option, const char *value)
+{
+    char *end;
+    long long v = strtoll(value, &end, 10);
+    if (end == value || *end != '\0' || v < 0) {
+        fprintf(stderr, "imgset %s: %s wants a non-negative integer, not \"%s\"\n", cmd, option,
+                value);
+        return -1;
+    }
+    return v;
+}
+
+/* Sum of pixel bytes of a data set (reads shapes only). -1 on error. */
+static double total_megabytes(Store *s)
+{
+    double bytes = 0;
+    for (int split = 0; split < SPLIT_COUNT; split++) {
+        const SplitInfo *sp = &s->info.split[split];
+        if (split_is_fixed(sp)) {
+            bytes += (double)sp->count * (double)image_shape_bytes(sp->shape);
+            continue;
+        }
+        for (int64_t i = 0; i < sp->count; i++) {
+            ImageShape shape;
+            if (store_image_shape(s, split, i, &shape) < 0)
+                return -1;
+            bytes += (double)image_shape_bytes(shape);
+        }
+    }
+    return bytes / 1e6;
+}
+
+int cli_copy_and_report(const char *cmd, Store *src, const char *dst_uri)
+{
+    int64_t n = src->info.split[SPLIT_TRAIN].count + src->info.split[SPLIT_TEST].count;
+    Progress bar;
+    progress_start(&bar, cmd);
+    int rc = store_copy(src, dst_uri, progress_update, &bar);
+    double seconds = now_seconds() - bar.start;
+    progress_finish(&bar);
+    if (rc < 0) {
+        store_close(src);
+        return cli_error(cmd, imgset_error());
+    }
+    double mb = total_megabytes(src);
+    printf("%s: %lld images, %.1f MB into %s in %.2f s (%.0f img/s, %.1f MB/s)\n", cmd,
+           (long long)n, mb, dst_uri, seconds, seconds > 0 ? (double)n / seconds : 0,
+           seconds > 0 ? mb / seconds : 0);
+    store_close(src);
+    return 0;
+}
+
+/* ---- gen ---------------------------------------------------------------------------- */
+
+static void gen_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: imgset gen --like SHAPE [--train N] [--test N] [--seed S] --out URI\n\n"
+            "Make a synthetic, learnable data set and write it into a store.\n"
+            "  --like SHAPE   cifar10 (32x32x3, 10 classes, 50000/10000)\n"
+            "                 tinyimagenet (64x64x3, 200 classes, 100000/10000)\n"
+            "                 hires (512x512x3, 10 classes, 5000/1000)\n"
+            "                 mixed (48..512 per side, 10 classes, 10000/2000)\n"
+            "  --train N      train images (default: the shape's)\n"
+            "  --test N       test images (default: the shape's)\n"
+            "  --seed S       the same seed gives the same bytes (default 1)\n"
+            "  --out URI      files:DIR, mmap:DIR, hdf5:FILE, postgresql://...?dataset=NAME\n");
+}
+
+int cmd_gen(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"like", required_argument, 0, 'l'}, {"train", required_argument, 0, 'r'},
+        {"test", required_argument, 0, 't'}, {"seed", required_argument, 0, 's'},
+        {"out", required_argument, 0, 'o'},  {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    GenerateParams params = {.like = NULL, .train = -1, .test = -1, .seed = 1};
+    const char *out = NULL;
+    long long v;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': params.like = optarg; break;
+        case 'o': out = optarg; break;
+        case 'r':
+            if ((v = cli_parse_count("gen", "--train", optarg)) < 0) return 2;
+            params.train = v;
+            break;
+        case 't':
+            if ((v = cli_parse_count("gen", "--test", optarg)) < 0) return 2;
+            params.test = v;
+            break;
+        case 's':
+            if ((v = cli_parse_count("gen", "--seed", optarg)) < 0) return 2;
+            params.seed = (uint64_t)v;
+            break;
+        case 'h': gen_usage(stdout); return 0;
+        default: gen_usage(stderr); return 2;
+        }
+    }
+    if (!params.like || !out || optind != argc) {
+        gen_usage(stderr);
+        return 2;
+    }
+    Store *src = generate_open(&params);
+    if (!src)
+        return cli_error("gen", imgset_error());
+    return cli_copy_and_report("gen", src, out);
+}
+
+/* ---- import ------------------------------------------------------------------------- */
+
+static void import_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: imgset import cifar10 DIR --out URI\n"
+            "       imgset import idx TRAIN_IMAGES TRAIN_LABELS [TEST_IMAGES TEST_LABELS] --out URI\n"
+            "       imgset import imagefolder DIR [--heldout F] [--seed S] --out URI\n\n"
+            "Bring a real data set into a store.\n"
+            "  cifar10       CIFAR-10 binary version: data_batch_1..5.bin, test_batch.bin,\n"
+            "                batches.meta.txt\n"
+            "  idx           MNIST-style IDX files, plain or gzipped\n"
+            "  imagefolder   DIR/{train,test}/<class>/* or DIR/<class>/* (then a held-out\n"
+            "                fraction, default 0.1, becomes the test split), PNG and JPEG;\n"
+            "                Tiny ImageNet's train/ + val/ layout too\n");
+}
+
+int cmd_import(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"out", required_argument, 0, 'o'},  {"heldout", required_argument, 0, 'f'},
+        {"seed", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *out = NULL;
+    double heldout = 0.1;
+    uint64_t seed = 1;
+    long long v;
+    char *end;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'f':
+            heldout = strtod(optarg, &end);
+            if (end == optarg || *end || heldout < 0 || heldout >= 1) {
+                fprintf(stderr, "imgset import: --heldout wants a fraction in [0, 1), not "
+                                "\"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case 's':
+            if ((v = cli_parse_count("import", "--seed", optarg)) < 0) return 2;
+            seed = (uint64_t)v;
+            break;
+        case 'h': import_usage(stdout); return 0;
+        default: import_usage(stderr); return 2;
+        }
+    }
+    int npos = argc - optind;
+    char **pos = argv + optind;
+    if (!out || npos < 2) {
+        import_usage(stderr);
+        return 2;
+    }
+    Store *src = NULL;
+    if (strcmp(pos[0], "cifar10") == 0 && npos == 2)
+        src = import_cifar10_open(pos[1]);
+    else if (strcmp(pos[0], "idx") == 0 && (npos == 3 || npos == 5))
+        src = import_idx_open(pos[1], pos[2], npos == 5 ? pos[3] : NULL,
+                              npos == 5 ? pos[4] : NULL);
+    else if (strcmp(pos[0], "imagefolder") == 0 && npos == 2)
+        src = imagefolder_open(pos[1], heldout, seed);
+    else {
+        import_usage(stderr);
+        return 2;
+    }
+    if (!src)
+        return cli_error("import", imgset_error());
+    return cli_copy_and_report("import", src, out);
+}
+
+/* ---- convert ------------------------------------------------------------------------ */
+
+int cmd_convert(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+        printf("usage: imgset convert SRC_URI DST_URI\n\n"
+               "Copy every image, label and class name from one store into a new one.\n"
+               "The destination must not exist; it appears only when the copy is complete.\n");
+        return 0;
+    }
+    if (argc != 3) {
+        fprintf(stderr, "usage: imgset convert SRC_URI DST_URI\n");
+        return 2;
+    }
+    Store *src = store_open(argv[1]);
+    if (!src)
+        return cli_error("convert", imgset_error());
+    return cli_copy_and_report("convert", src, argv[2]);
+}
+
+/* ---- verify ------------------------------------------------------------------------- */
+
+int cmd_verify(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0) {
+        fprintf(argc < 2 ? stderr : stdout,
+                "usage: imgset verify URI [URI...]\n\n"
+                "Print one digest per split (class names, shapes, labels and pixels, in order)\n"
+                "for each store; exit 1 when any two stores differ.\n");
+        return argc < 2 ? 2 : 0;
+    }
+    SplitDigest first[SPLIT_COUNT];
+    int differ = 0;
+    for (int a = 1; a < argc; a++) {
+        Store *s = store_open(argv[a]);
+        if (!s)
+            return cli_error("verify", imgset_error());
+        for (int split = 0; split < SPLIT_COUNT; split++) {
+            SplitDigest d;
+            Progress bar;
+            progress_start(&bar, split_names[split]);
+            int rc = digest_split(s, split, &d, progress_update, &bar);
+            progress_finish(&bar);
+            if (rc < 0) {
+                store_close(s);
+                return cli_error("verify", imgset_error());
+            }
+            int same = a == 1 || strcmp(d.hex, first[split].hex) == 0;
+            if (a == 1)
+                first[split] = d;
+            differ |= !same;
+            printf("%-5s %s %8lld images %12llu bytes  %s%s\n", split_names[split], d.hex,
+                   (long long)d.count, (unsigned long long)d.pixel_bytes, argv[a],
+                   same ? "" : "  DIFFERS");
+        }
+        store_close(s);
+    }
+    if (argc > 2)
+        printf(differ ? "verify: the stores differ\n" : "verify: all %d stores are identical\n",
+               argc - 1);
+    return differ ? 1 : 0;
+}
+
+/* ---- info --------------------------------------------------------------------------- */
+
+int cmd_info(int argc, char **argv)
+{
+    if (argc != 2 || strcmp(argv[1], "--help") == 0) {
+        fprintf(argc != 2 ? stderr : stdout,
+                "usage: imgset info URI\n\nCounts, shapes, classes and bytes of a data set.\n");
+        return argc != 2 ? 2 : 0;
+    }
+    Store *s = store_open(argv[1]);
+    if (!s)
+        return cli_error("info", imgset_error());
+    printf("store     %s\nname      %s\nclasses   %d:", s->uri,
+           s->info.name[0] ? s->info.name : "(none)", s->info.num_classes);
+    for (int k = 0; k < s->info.num_classes && k < 12; k++)
+        printf(" %s", s->info.class_names[k]);
+    printf("%s\n", s->info.num_classes > 12 ? " ..." : "");
+    for (int split = 0; split < SPLIT_COUNT; split++) {
+        const SplitInfo *sp = &s->info.split[split];
+        double bytes = 0;
+        int32_t min_side = 0, max_side = 0;
+        for (int64_t i = 0; i < sp->count; i++) {
+            ImageShape shape;
+            if (store_image_shape(s, split, i, &shape) < 0) {
+                store_close(s);
+                return cli_error("info", imgset_error());
+            }
+            bytes += (double)image_shape_bytes(shape);
+            int32_t lo = shape.height < shape.width ? shape.height : shape.width;
+            int32_t hi = shape.height > shape.width ? shape.height : shape.width;
+            if (i == 0 || lo < min_side) min_side = lo;
+            if (i == 0 || hi > max_side) max_side = hi;
+        }
+        printf("%-9s %lld images, ", split_names[split], (long long)sp->count);
+        if (split_is_fixed(sp))
+            printf("%dx%dx%d", sp->shape.height, sp->shape.width, sp->shape.channels);
+        else
+            printf("mixed sizes, %d..%d per side", min_side, max_side);
+        printf(", %.1f MB of pixels\n", bytes / 1e6);
+    }
+    store_close(s);
+    return 0;
+}

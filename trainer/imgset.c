@@ -1,0 +1,47 @@
+/* imgset.c — the `imgset` command: dispatches to one subcommand per verb. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "progress.h"
+
+typedef struct Command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} Command;
+
+static const Command commands[] = {
+    {"gen", cmd_gen, "make a synthetic data set (cifar10, tinyimagenet, hires, mixed shapes)"},
+    {"import", cmd_import, "bring in a real data set (cifar10 binary, idx, imagefolder)"},
+    {"convert", cmd_convert, "copy a data set from one store into another"},
+    {"verify", cmd_verify, "digest every split of each store; exit 1 when they differ"},
+    {"info", cmd_info, "counts, shapes, classes and bytes of a stored data set"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "imgset — image data sets in files, mmap, HDF5 and PostgreSQL\n\n"
+            "usage: imgset COMMAND [ARGS...]     (imgset COMMAND --help for each)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nstores (URI forms):\n");
+    for (const StoreOps *const *b = store_backends(); *b; b++)
+        fprintf(out, "  %-11s %s\n", (*b)->scheme, (*b)->summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    interrupt_install();
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "imgset: unknown command \"%s\" (see imgset --help)\n", argv[1]);
+    return 2;
+}
