@@ -87,6 +87,7 @@ FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(BUILD)/fuzz/%)
 CFLAGS   += -Iloaders -Itrainer
 
 .PHONY: all check demo bench install deps extension clean report
+.SECONDARY:
 all: report $(BUILD)/imgset $(UNIT_BIN) $(FUZZ_BIN) extension
 
 report:

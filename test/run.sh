@@ -57,7 +57,7 @@ for suite in $suites; do
     e2e)
         for t in test/e2e/*.sh; do [ -f "$t" ] && run_tap "e2e/$(basename "$t")" bash "$t"; done ;;
     interop)
-        for t in test/interop/*.py; do [ -f "$t" ] && run_tap "interop/$(basename "$t")" "$PYTHON" "$t"; done ;;
+        for t in test/interop/test_*.py; do [ -f "$t" ] && run_tap "interop/$(basename "$t")" "$PYTHON" "$t"; done ;;
     pg)
         [ -f test/pg/run.sh ] && run_tap "pg" bash test/pg/run.sh ;;
     *)
