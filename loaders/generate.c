@@ -447,15 +447,10 @@ int generator_image(const Generator *g, int split, int64_t index, uint8_t *dst,
 }
 
 /* The generator as a read-only store: location is "LIKE TRAIN TEST SEED". */
+/* location is the shape name; the GenerateParams come through s->open_arg. */
 static int gen_open(Store *s, const char *location)
 {
-    char like[32];
-    long long train, test;
-    unsigned long long seed;
-    if (sscanf(location, "%31s %lld %lld %llu", like, &train, &test, &seed) != 4)
-        return imgset_fail("generate: bad location \"%s\"", location);
-    GenerateParams p = {like, train, test, seed};
-    Generator *g = generator_new(&p);
+    Generator *g = generator_new(s->open_arg);
     if (!g)
         return -1;
     if (dataset_info_copy(&s->info, &g->info) < 0) {
@@ -496,9 +491,7 @@ Store *generate_open(const GenerateParams *p)
     GenerateShape shape;
     if (!p || generate_shape_defaults(p->like, &shape) < 0)
         return NULL;
-    char name[64], location[128];
+    char name[64];
     snprintf(name, sizeof name, "generate:%s", p->like);
-    snprintf(location, sizeof location, "%s %lld %lld %llu", p->like, (long long)p->train,
-             (long long)p->test, (unsigned long long)p->seed);
-    return store_open_with(&generate_ops, name, location);
+    return store_open_with(&generate_ops, name, p->like, p);
 }

@@ -230,5 +230,5 @@ Store *import_cifar10_open(const char *dir)
 {
     char name[4200];
     snprintf(name, sizeof name, "cifar10:%s", dir);
-    return store_open_with(&cifar10_ops, name, dir);
+    return store_open_with(&cifar10_ops, name, dir, NULL);
 }

@@ -276,11 +276,10 @@ typedef struct IdxStore {
     IdxSplit split[SPLIT_COUNT];
 } IdxStore;
 
-/* The four paths import_idx_open() hands to idx_open() (StoreOps.open takes one string). */
+/* The four paths import_idx_open() hands to idx_open() through Store.open_arg. */
 typedef struct IdxPaths {
     const char *images[SPLIT_COUNT], *labels[SPLIT_COUNT];
 } IdxPaths;
-static _Thread_local const IdxPaths *pending_paths;
 
 /* Read, gunzip if needed, and parse one IDX file into *file / *array. */
 static int load_idx_file(const char *path, int ndims, uint8_t **file, IdxArray *array)
@@ -318,7 +317,7 @@ static void idx_close(Store *s)
 
 static int idx_open(Store *s, const char *location)
 {
-    const IdxPaths *paths = pending_paths;
+    const IdxPaths *paths = s->open_arg;
     if (!paths)
         return imgset_fail("%s: the IDX importer opens through import_idx_open()", location);
     IdxStore *st = calloc(1, sizeof *st);
@@ -424,9 +423,7 @@ Store *import_idx_open(const char *train_images, const char *train_labels,
     IdxPaths paths = {{train_images, test_images}, {train_labels, test_labels}};
     char label[4200];
     snprintf(label, sizeof label, "idx:%s", train_images);
-    pending_paths = &paths;
-    Store *s = store_open_with(&idx_ops, label, train_images);
-    pending_paths = NULL;
+    Store *s = store_open_with(&idx_ops, label, train_images, &paths);
     if (s)
         name_from_path(&s->info, train_images);
     return s;

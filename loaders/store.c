@@ -112,14 +112,18 @@ static int check_info(const Store *s)
     return 0;
 }
 
-Store *store_open_with(const StoreOps *ops, const char *name, const char *location)
+Store *store_open_with(const StoreOps *ops, const char *name, const char *location,
+                       const void *arg)
 {
     if (!ops->open)
         return imgset_fail("%s: this store cannot be read", name), NULL;
     Store *s = store_new(ops, name, location);
     if (!s)
         return NULL;
-    if (ops->open(s, location) < 0) {
+    s->open_arg = arg;
+    int rc = ops->open(s, location);
+    s->open_arg = NULL;
+    if (rc < 0) {
         store_free(s);
         return NULL;
     }
@@ -136,7 +140,7 @@ Store *store_open(const char *uri)
     const StoreOps *ops = store_ops_for_uri(uri);
     if (!ops)
         return NULL;
-    return store_open_with(ops, uri, strchr(uri, ':') + 1);
+    return store_open_with(ops, uri, strchr(uri, ':') + 1, NULL);
 }
 
 Store *store_create(const char *uri, const DatasetInfo *info)

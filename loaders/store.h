@@ -49,6 +49,7 @@ struct Store {
     int writing;          /* 1 between create and commit/abort */
     int64_t written[SPLIT_COUNT];  /* images written so far per split (kept by store.c) */
     void *impl;           /* the backend's own state */
+    const void *open_arg; /* store_open_with()'s arg, for open() only (importer options) */
 };
 
 /* The backend for a URI's scheme, or NULL with imgset_fail() naming the URI. */
@@ -61,8 +62,11 @@ const StoreOps *const *store_backends(void);
 Store *store_open(const char *uri);
 
 /* Open a reader with the given ops (importers and generators use this: they are stores
- * without a URI scheme). `name` is used in messages. NULL with imgset_fail(). */
-Store *store_open_with(const StoreOps *ops, const char *name, const char *location);
+ * without a URI scheme). `name` is used in messages; `arg` (borrowed, may be NULL) is seen by
+ * ops->open() as s->open_arg, for options that do not fit in a location string.
+ * NULL with imgset_fail(). */
+Store *store_open_with(const StoreOps *ops, const char *name, const char *location,
+                       const void *arg);
 
 /* Start writing a store; NULL with imgset_fail(). Finish with store_commit() or store_close(). */
 Store *store_create(const char *uri, const DatasetInfo *info);

@@ -1052,14 +1052,11 @@ const StoreOps store_files_ops = {
 
 /* ---- the ImageFolder importer -------------------------------------------------------- */
 
-/* store_open_with() passes only a location; the importer's options travel beside it. */
-static _Thread_local const ScanOptions *pending_import;
-
 static int imagefolder_store_open(Store *s, const char *location)
 {
     ScanOptions options = {1, 0.0, 0};
-    if (pending_import)
-        options = *pending_import;
+    if (s->open_arg)
+        options = *(const ScanOptions *)s->open_arg;
     return open_with_options(s, location, &options);
 }
 
@@ -1078,9 +1075,7 @@ Store *imagefolder_open(const char *dir, double heldout_fraction, uint64_t seed)
     char *name;
     if (asprintf(&name, "imagefolder:%s", dir) < 0)
         return imgset_fail("out of memory"), NULL;
-    pending_import = &options;
-    Store *s = store_open_with(&imagefolder_ops, name, dir);
-    pending_import = NULL;
+    Store *s = store_open_with(&imagefolder_ops, name, dir, &options);
     free(name);
     return s;
 }

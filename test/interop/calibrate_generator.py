@@ -34,7 +34,7 @@ DUMPER = r"""
 #include <stdlib.h>
 #include "generate.h"
 #include "error.h"
-Store *store_open_with(const StoreOps *ops, const char *name, const char *location)
+Store *store_open_with(const StoreOps *ops, const char *name, const char *location, const void *arg)
 { (void)ops; (void)name; (void)location; return NULL; }
 int main(int argc, char **argv)
 {

@@ -65,7 +65,7 @@ static void test_uris(void)
 static void test_checked_reads(void)
 {
     fake_config = (Fake){{5, 2}, -1};
-    Store *s = store_open_with(&fake_ops, "fake", "x");
+    Store *s = store_open_with(&fake_ops, "fake", "x", NULL);
     if (!ok(s != NULL, "fake store opens"))
         return;
     uint8_t buf[6];
@@ -84,13 +84,13 @@ static void test_checked_reads(void)
     store_close(s);
 
     fake_config = (Fake){{5, 2}, 3};
-    s = store_open_with(&fake_ops, "fake", "x");
+    s = store_open_with(&fake_ops, "fake", "x", NULL);
     ok(store_read_image(s, SPLIT_TRAIN, 3, buf, sizeof buf, &shape, &label) < 0 &&
            strstr(imgset_error(), "label 99"),
        "out-of-range label from a backend is caught: %s", imgset_error());
     store_close(s);
 
-    ok(store_open_with(&fake_ops, "fake", "fail") == NULL && strstr(imgset_error(), "fail"),
+    ok(store_open_with(&fake_ops, "fake", "fail", NULL) == NULL && strstr(imgset_error(), "fail"),
        "a failing open passes its message through");
 }
 
@@ -134,7 +134,7 @@ static void test_permutation(void)
 static void test_digest(void)
 {
     fake_config = (Fake){{50, 10}, -1};
-    Store *s = store_open_with(&fake_ops, "fake", "x");
+    Store *s = store_open_with(&fake_ops, "fake", "x", NULL);
     SplitDigest d1, d2, t;
     ok(digest_split(s, SPLIT_TRAIN, &d1, NULL, NULL) == 0 && strlen(d1.hex) == 32 &&
            d1.count == 50 && d1.pixel_bytes == 300, "digest of the train split: %s", d1.hex);
@@ -145,7 +145,7 @@ static void test_digest(void)
     store_close(s);
 
     fake_config = (Fake){{49, 10}, -1};
-    s = store_open_with(&fake_ops, "fake", "x");
+    s = store_open_with(&fake_ops, "fake", "x", NULL);
     ok(digest_split(s, SPLIT_TRAIN, &d2, NULL, NULL) == 0 && strcmp(d1.hex, d2.hex) != 0,
        "one image fewer changes the digest");
     store_close(s);
