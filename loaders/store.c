@@ -208,6 +208,43 @@ int store_read_image(Store *s, int split, int64_t index, uint8_t *dst, size_t ca
     return 0;
 }
 
+int store_read_batch(Store *s, int split, const int64_t *indices, int n, uint8_t *dst,
+                     int32_t *labels)
+{
+    if (split < 0 || split >= SPLIT_COUNT)
+        return imgset_fail("%s: bad split number %d", s->uri, split);
+    const SplitInfo *sp = &s->info.split[split];
+    if (!split_is_fixed(sp))
+        return imgset_fail("%s: the %s split has mixed image sizes; read it image by image",
+                           s->uri, split_names[split]);
+    size_t image_bytes = image_shape_bytes(sp->shape);
+    for (int i = 0; i < n; i++)
+        if (indices[i] < 0 || indices[i] >= sp->count)
+            return check_index(s, split, indices[i]);
+    if (s->ops->read_batch) {
+        if (s->ops->read_batch(s, split, indices, n, dst, labels) < 0)
+            return -1;
+    } else {
+        for (int i = 0; i < n; i++) {
+            ImageShape shape;
+            if (s->ops->read_image(s, split, indices[i], dst + (size_t)i * image_bytes,
+                                   image_bytes, &shape, &labels[i]) < 0)
+                return -1;
+            if (!image_shape_equal(shape, sp->shape))
+                return imgset_fail("%s: %s image %lld is %dx%dx%d, the split is %dx%dx%d",
+                                   s->uri, split_names[split], (long long)indices[i],
+                                   shape.height, shape.width, shape.channels, sp->shape.height,
+                                   sp->shape.width, sp->shape.channels);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= s->info.num_classes)
+            return imgset_fail("%s: %s image %lld: label %d out of range 0..%d", s->uri,
+                               split_names[split], (long long)indices[i], labels[i],
+                               s->info.num_classes - 1);
+    return 0;
+}
+
 int store_write_image(Store *s, int split, const uint8_t *pixels, ImageShape shape,
                       int32_t label)
 {

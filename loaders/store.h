@@ -39,6 +39,11 @@ typedef struct StoreOps {
                        int32_t label);
     int (*commit)(Store *s);
     void (*abort)(Store *s);
+
+    /* Optional fast path for loaders: gather images indices[0..n-1] of a fixed-shape split
+     * into dst ((n, H, W, C), packed) and their labels. NULL: store.c loops over read_image. */
+    int (*read_batch)(Store *s, int split, const int64_t *indices, int n, uint8_t *dst,
+                      int32_t *labels);
 } StoreOps;
 
 struct Store {
@@ -78,6 +83,11 @@ int store_read_image(Store *s, int split, int64_t index, uint8_t *dst, size_t ca
                      ImageShape *shape, int32_t *label);
 int store_write_image(Store *s, int split, const uint8_t *pixels, ImageShape shape,
                       int32_t label);
+
+/* Gather a batch of a fixed-shape split: dst holds n * image bytes, labels n entries.
+ * Indices are checked; labels are checked against the class count. 0 or -1. */
+int store_read_batch(Store *s, int split, const int64_t *indices, int n, uint8_t *dst,
+                     int32_t *labels);
 
 /* Finish a written store (checks every split got its count) and free it; 0 or -1.
  * On failure the store is aborted and freed. */

@@ -17,6 +17,7 @@ static const Command commands[] = {
     {"convert", cmd_convert, "copy a data set from one store into another"},
     {"verify", cmd_verify, "digest every split of each store; exit 1 when they differ"},
     {"info", cmd_info, "counts, shapes, classes and bytes of a stored data set"},
+    {"read", cmd_read, "loader-only throughput: images/s, MB/s, data-wait per batch"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,401 @@
+/* loader.c — the batch loader: sampler + prefetch worker pool + ring of slots + transforms. */
+#include "loader.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+#include "sampler.h"
+#include "store.h"
+#include "transform.h"
+
+enum SlotState { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_FAILED, SLOT_IN_USE };
+
+/* One batch's buffers in the ring. */
+typedef struct Slot {
+    enum SlotState state;
+    Batch batch;
+    int64_t *indices;   /* (batch_size,) */
+    int32_t *labels;    /* (batch_size,) */
+    uint8_t *pixels;    /* (batch_size, H, W, C) */
+    float *data;        /* (batch_size, C, H, W) or NULL */
+    char error[1024];   /* the worker's message when FAILED */
+} Slot;
+
+/* What one filler (a worker thread, or the caller when there are none) owns. */
+typedef struct Filler {
+    Loader *loader;
+    Store *store;       /* its own handle: stores are used by one thread at a time */
+    uint8_t *image;     /* one source image, grown as needed */
+    size_t image_cap;
+    uint8_t *scratch;   /* resize scratch / augmentation source */
+    size_t scratch_cap;
+    pthread_t thread;
+} Filler;
+
+struct Loader {
+    LoaderOptions opt;
+    char *uri;
+    DatasetInfo info;
+    ImageShape src_shape;     /* the split's fixed shape, or zeros when sizes vary */
+    ImageShape out_shape;     /* after transforms */
+    size_t out_bytes;         /* bytes of one output image */
+    Sampler sampler;
+
+    int nslots;
+    Slot *slots;
+    int nworkers;
+    Filler *fillers;          /* nworkers of them, or one for the caller */
+
+    pthread_mutex_t mutex;
+    pthread_cond_t work;      /* a slot became free, or stop / new epoch */
+    pthread_cond_t ready;     /* a slot was filled or failed */
+    int64_t next_claim;       /* next batch number a worker may take */
+    int64_t next_consume;     /* next batch number loader_next() returns */
+    int filling;              /* slots being filled right now */
+    int stop;
+};
+
+void loader_options_default(LoaderOptions *o)
+{
+    memset(o, 0, sizeof *o);
+    o->split = SPLIT_TRAIN;
+    o->batch_size = 256;
+    o->shuffle = 1;
+    o->seed = 1;
+    o->world = 1;
+    o->crop_padding = 4;
+    for (int k = 0; k < IMGSET_MAX_CHANNELS; k++)
+        o->mean[k] = o->std[k] = 0.5f;
+}
+
+const DatasetInfo *loader_info(const Loader *l) { return &l->info; }
+int64_t loader_batches(const Loader *l) { return l->sampler.batches; }
+ImageShape loader_shape(const Loader *l) { return l->out_shape; }
+
+/* Make room for `need` bytes in *buf. */
+static int grow(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    uint8_t *bigger = realloc(*buf, need);
+    if (!bigger)
+        return imgset_fail("out of memory for a %zu-byte image buffer", need);
+    *buf = bigger;
+    *cap = need;
+    return 0;
+}
+
+/* Read image `index` into out (out_shape), resizing / cropping when its size differs. */
+static int fill_one_resized(Filler *f, int64_t index, uint8_t *out, int32_t *label)
+{
+    Loader *l = f->loader;
+    ImageShape shape;
+    if (store_image_shape(f->store, l->opt.split, index, &shape) < 0 ||
+        grow(&f->image, &f->image_cap, image_shape_bytes(shape)) < 0 ||
+        store_read_image(f->store, l->opt.split, index, f->image, f->image_cap, &shape,
+                         label) < 0)
+        return -1;
+    if (shape.channels != l->out_shape.channels)
+        return imgset_fail("%s: %s image %lld has %d channels, the loader makes %d", l->uri,
+                           split_names[l->opt.split], (long long)index, shape.channels,
+                           l->out_shape.channels);
+    if (image_shape_equal(shape, l->out_shape)) {
+        memcpy(out, f->image, l->out_bytes);
+        return 0;
+    }
+    size_t need = transform_resize_crop_scratch(shape, l->out_shape.height, l->out_shape.width);
+    if (grow(&f->scratch, &f->scratch_cap, need) < 0)
+        return -1;
+    transform_resize_crop(out, l->out_shape.height, l->out_shape.width, f->image, shape,
+                          f->scratch);
+    return 0;
+}
+
+/* Fill slot with batch `number` of the current epoch. Runs without the mutex. */
+static int fill_slot(Filler *f, Slot *slot, int64_t number)
+{
+    Loader *l = f->loader;
+    const LoaderOptions *o = &l->opt;
+    int n = sampler_batch(&l->sampler, number, slot->indices);
+    if (n < 0)
+        return imgset_fail("%s: batch %lld is out of range", l->uri, (long long)number);
+    if (l->src_shape.height && image_shape_equal(l->src_shape, l->out_shape)) {
+        if (store_read_batch(f->store, o->split, slot->indices, n, slot->pixels,
+                             slot->labels) < 0)
+            return -1;
+    } else {
+        for (int i = 0; i < n; i++)
+            if (fill_one_resized(f, slot->indices[i], slot->pixels + (size_t)i * l->out_bytes,
+                                 &slot->labels[i]) < 0)
+                return -1;
+    }
+    const ImageShape s = l->out_shape;
+    if (o->augment) {
+        if (grow(&f->scratch, &f->scratch_cap, l->out_bytes) < 0)
+            return -1;
+        for (int i = 0; i < n; i++) {
+            /* The choices depend on (seed, epoch, image) only: the same with any worker count. */
+            Rng rng = rng_make(o->seed ^ 0xA5A5A5A5u, l->sampler.epoch * 0x100000000ull +
+                                                          (uint64_t)slot->indices[i]);
+            uint8_t *img = slot->pixels + (size_t)i * l->out_bytes;
+            memcpy(f->scratch, img, l->out_bytes);
+            transform_random_crop_flip(img, f->scratch, s.height, s.width, s.channels,
+                                       o->crop_padding, 1, &rng);
+        }
+    }
+    if (slot->data)
+        transform_to_float(slot->data, slot->pixels, n, s.height, s.width, s.channels, o->mean,
+                           o->std);
+    slot->batch = (Batch){
+        .epoch = l->sampler.epoch, .number = number, .count = n, .shape = s,
+        .indices = slot->indices, .labels = slot->labels, .pixels = slot->pixels,
+        .data = slot->data,
+    };
+    return 0;
+}
+
+/* A worker: claim the next batch whose slot is free, fill it, mark it ready; until stop. */
+static void *worker_main(void *arg)
+{
+    Filler *f = arg;
+    Loader *l = f->loader;
+    pthread_mutex_lock(&l->mutex);
+    for (;;) {
+        while (!l->stop && !(l->next_claim < l->sampler.batches &&
+                             l->slots[l->next_claim % l->nslots].state == SLOT_FREE))
+            pthread_cond_wait(&l->work, &l->mutex);
+        if (l->stop)
+            break;
+        int64_t number = l->next_claim++;
+        Slot *slot = &l->slots[number % l->nslots];
+        slot->state = SLOT_FILLING;
+        l->filling++;
+        pthread_mutex_unlock(&l->mutex);
+
+        int rc = fill_slot(f, slot, number);
+        if (rc < 0)
+            snprintf(slot->error, sizeof slot->error, "%s", imgset_error());
+
+        pthread_mutex_lock(&l->mutex);
+        slot->state = rc < 0 ? SLOT_FAILED : SLOT_READY;
+        l->filling--;
+        pthread_cond_broadcast(&l->ready);
+    }
+    pthread_mutex_unlock(&l->mutex);
+    return NULL;
+}
+
+/* Free what loader_open allocated, after the workers have stopped. */
+static void loader_free(Loader *l)
+{
+    for (int i = 0; i < (l->nworkers ? l->nworkers : 1) && l->fillers; i++) {
+        store_close(l->fillers[i].store);
+        free(l->fillers[i].image);
+        free(l->fillers[i].scratch);
+    }
+    free(l->fillers);
+    for (int i = 0; i < l->nslots && l->slots; i++) {
+        free(l->slots[i].indices);
+        free(l->slots[i].labels);
+        free(l->slots[i].pixels);
+        free(l->slots[i].data);
+    }
+    free(l->slots);
+    dataset_info_free(&l->info);
+    free(l->uri);
+    pthread_mutex_destroy(&l->mutex);
+    pthread_cond_destroy(&l->work);
+    pthread_cond_destroy(&l->ready);
+    free(l);
+}
+
+/* Validate the options against the data set and work out the output shape. */
+static int loader_configure(Loader *l, const Store *s)
+{
+    const LoaderOptions *o = &l->opt;
+    if (o->split < 0 || o->split >= SPLIT_COUNT)
+        return imgset_fail("loader: bad split number %d", o->split);
+    if (o->batch_size < 1 || o->batch_size > 1 << 20)
+        return imgset_fail("loader: batch size %d is out of range 1..%d", o->batch_size, 1 << 20);
+    if (o->workers < 0 || o->workers > 256)
+        return imgset_fail("loader: %d workers is out of range 0..256", o->workers);
+    if (o->augment && (o->crop_padding < 0 || o->crop_padding > 1024))
+        return imgset_fail("loader: crop padding %d is out of range", o->crop_padding);
+    const SplitInfo *sp = &s->info.split[o->split];
+    l->src_shape = split_is_fixed(sp) ? sp->shape : (ImageShape){0, 0, 0};
+    l->out_shape = l->src_shape;
+    if (o->height || o->width) {
+        l->out_shape.height = o->height;
+        l->out_shape.width = o->width;
+    }
+    if (!l->out_shape.channels) {
+        /* Mixed sizes: the channel count comes from the first image. */
+        ImageShape first;
+        if (sp->count > 0 && store_image_shape((Store *)s, o->split, 0, &first) < 0)
+            return -1;
+        l->out_shape.channels = sp->count > 0 ? first.channels : 3;
+    }
+    if (!l->out_shape.height)
+        return imgset_fail("%s: the %s split has mixed image sizes: give the loader a target "
+                           "size (e.g. --size 64)", l->uri, split_names[o->split]);
+    if (!image_shape_valid(l->out_shape))
+        return imgset_fail("loader: target size %dx%d is invalid", l->out_shape.height,
+                           l->out_shape.width);
+    for (int k = 0; k < l->out_shape.channels; k++)
+        if (!(o->std[k] > 0))
+            return imgset_fail("loader: std of channel %d must be positive", k);
+    l->out_bytes = image_shape_bytes(l->out_shape);
+    SamplerOptions so = {
+        .count = (uint64_t)sp->count, .batch_size = o->batch_size, .shuffle = o->shuffle,
+        .drop_last = o->drop_last, .seed = o->seed, .rank = o->rank, .world = o->world,
+    };
+    return sampler_init(&l->sampler, &so);
+}
+
+Loader *loader_open(const char *uri, const LoaderOptions *options)
+{
+    Loader *l = calloc(1, sizeof *l);
+    if (!l)
+        return imgset_fail("out of memory"), NULL;
+    l->opt = *options;
+    pthread_mutex_init(&l->mutex, NULL);
+    pthread_cond_init(&l->work, NULL);
+    pthread_cond_init(&l->ready, NULL);
+    l->uri = strdup(uri);
+    l->nworkers = options->workers;
+    int nfillers = l->nworkers ? l->nworkers : 1;
+    l->fillers = calloc((size_t)nfillers, sizeof *l->fillers);
+    if (!l->uri || !l->fillers) {
+        loader_free(l);
+        return imgset_fail("out of memory"), NULL;
+    }
+    for (int i = 0; i < nfillers; i++) {
+        l->fillers[i].loader = l;
+        if (!(l->fillers[i].store = store_open(uri))) {
+            loader_free(l);
+            return NULL;
+        }
+    }
+    if (dataset_info_copy(&l->info, &l->fillers[0].store->info) < 0 ||
+        loader_configure(l, l->fillers[0].store) < 0) {
+        loader_free(l);
+        return NULL;
+    }
+    l->nslots = options->slots > 0 ? options->slots : 2 * l->nworkers;
+    if (l->nslots < 2)
+        l->nslots = 2;
+    l->slots = calloc((size_t)l->nslots, sizeof *l->slots);
+    size_t b = (size_t)l->opt.batch_size, pixel_bytes, float_bytes;
+    if (!l->slots || size_mul(b, l->out_bytes, &pixel_bytes) < 0 ||
+        size_mul(pixel_bytes, sizeof(float), &float_bytes) < 0) {
+        loader_free(l);
+        return imgset_fail("loader: batch of %zu images of %zu bytes is too large", b,
+                           l->out_bytes), NULL;
+    }
+    for (int i = 0; i < l->nslots; i++) {
+        Slot *s = &l->slots[i];
+        s->indices = malloc(b * sizeof *s->indices);
+        s->labels = malloc(b * sizeof *s->labels);
+        s->pixels = malloc(pixel_bytes);
+        s->data = l->opt.want_float ? malloc(float_bytes) : NULL;
+        if (!s->indices || !s->labels || !s->pixels || (l->opt.want_float && !s->data)) {
+            loader_free(l);
+            return imgset_fail("out of memory for %d batch slots of %zu bytes", l->nslots,
+                               pixel_bytes), NULL;
+        }
+    }
+    for (int i = 0; i < l->nworkers; i++)
+        if (pthread_create(&l->fillers[i].thread, NULL, worker_main, &l->fillers[i]) != 0) {
+            l->nworkers = i;   /* only those started are joined */
+            loader_close(l);
+            return imgset_fail("loader: cannot start worker thread %d", i), NULL;
+        }
+    return l;
+}
+
+int loader_start_epoch(Loader *l, uint64_t epoch, int64_t start_batch)
+{
+    pthread_mutex_lock(&l->mutex);
+    /* Let no worker claim more, wait for the fills in flight, then reset the ring. */
+    l->next_claim = l->sampler.batches;
+    while (l->filling > 0)
+        pthread_cond_wait(&l->ready, &l->mutex);
+    for (int i = 0; i < l->nslots; i++)
+        l->slots[i].state = SLOT_FREE;
+    sampler_set_epoch(&l->sampler, epoch);
+    if (start_batch < 0 || start_batch > l->sampler.batches) {
+        pthread_mutex_unlock(&l->mutex);
+        return imgset_fail("loader: start batch %lld is out of range 0..%lld",
+                           (long long)start_batch, (long long)l->sampler.batches);
+    }
+    l->next_claim = l->next_consume = start_batch;
+    pthread_cond_broadcast(&l->work);
+    pthread_mutex_unlock(&l->mutex);
+    return 0;
+}
+
+/* Seconds on a monotonic clock. */
+static double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int loader_next(Loader *l, const Batch **out)
+{
+    double start = monotonic_seconds();
+    pthread_mutex_lock(&l->mutex);
+    /* The batch handed out last time is given back now. */
+    for (int i = 0; i < l->nslots; i++)
+        if (l->slots[i].state == SLOT_IN_USE) {
+            l->slots[i].state = SLOT_FREE;
+            pthread_cond_broadcast(&l->work);
+        }
+    if (l->next_consume >= l->sampler.batches) {
+        pthread_mutex_unlock(&l->mutex);
+        return 0;
+    }
+    int64_t number = l->next_consume;
+    Slot *slot = &l->slots[number % l->nslots];
+    int rc = 0;
+    if (l->nworkers == 0) {
+        pthread_mutex_unlock(&l->mutex);
+        rc = fill_slot(&l->fillers[0], slot, number);
+        pthread_mutex_lock(&l->mutex);
+        if (rc < 0)
+            snprintf(slot->error, sizeof slot->error, "%s", imgset_error());
+        slot->state = rc < 0 ? SLOT_FAILED : SLOT_READY;
+    } else {
+        while (slot->state != SLOT_READY && slot->state != SLOT_FAILED)
+            pthread_cond_wait(&l->ready, &l->mutex);
+    }
+    if (slot->state == SLOT_FAILED) {
+        /* Leave it FAILED: the epoch cannot go on past a batch that did not load. */
+        pthread_mutex_unlock(&l->mutex);
+        return imgset_fail("%s", slot->error);
+    }
+    slot->state = SLOT_IN_USE;
+    l->next_consume++;
+    pthread_mutex_unlock(&l->mutex);
+    slot->batch.wait_seconds = monotonic_seconds() - start;
+    *out = &slot->batch;
+    return 1;
+}
+
+void loader_close(Loader *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&l->mutex);
+    l->stop = 1;
+    pthread_cond_broadcast(&l->work);
+    pthread_mutex_unlock(&l->mutex);
+    for (int i = 0; i < l->nworkers; i++)
+        pthread_join(l->fillers[i].thread, NULL);
+    loader_free(l);
+}

@@ -1,0 +1,66 @@
+/* loader.h — batches for training from any store: a seeded sampler, a pool of prefetch
+ * workers filling a ring of batch slots, and the transforms to the model's input. */
+#ifndef IMGSET_LOADER_H
+#define IMGSET_LOADER_H
+
+#include <stdint.h>
+
+#include "dataset.h"
+
+typedef struct LoaderOptions {
+    int split;              /* SPLIT_TRAIN or SPLIT_TEST */
+    int32_t batch_size;
+    int shuffle;            /* seeded permutation per epoch */
+    int drop_last;
+    uint64_t seed;
+    int32_t rank, world;    /* sharding; world 1 = everything */
+    int workers;            /* prefetch threads; 0 = load in the caller's thread */
+    int slots;              /* ring size; 0 = 2 * workers (at least 2) */
+    int32_t height, width;  /* model input size; 0 = the split's own (fixed-size sets) */
+    int want_float;         /* also produce normalised float (N, C, H, W) */
+    float mean[IMGSET_MAX_CHANNELS], std[IMGSET_MAX_CHANNELS];  /* per channel, on x/255 */
+    int augment;            /* random crop with padding + horizontal flip */
+    int32_t crop_padding;   /* pixels of zero padding for the random crop (e.g. 4) */
+} LoaderOptions;
+
+/* Defaults: batch 256, shuffle, keep last, seed 1, world 1, no workers, mean = std = 0.5
+ * (pixels to [-1, 1]), no augmentation, padding 4. */
+void loader_options_default(LoaderOptions *o);
+
+/* One batch, owned by the loader; valid until the next loader_next() or loader_close(). */
+typedef struct Batch {
+    uint64_t epoch;
+    int64_t number;         /* batch number within the epoch */
+    int count;              /* images in this batch (<= batch_size) */
+    ImageShape shape;       /* every image's shape after transforms */
+    const int64_t *indices; /* (count,) positions in the split */
+    const int32_t *labels;  /* (count,) */
+    const uint8_t *pixels;  /* (count, H, W, C) uint8 after resize / augmentation */
+    const float *data;      /* (count, C, H, W) normalised, when want_float; else NULL */
+    double wait_seconds;    /* how long loader_next() waited for it */
+} Batch;
+
+typedef struct Loader Loader;
+
+/* Open the store at uri (one handle per worker) and start epoch 0 at batch 0.
+ * NULL with imgset_fail(). */
+Loader *loader_open(const char *uri, const LoaderOptions *options);
+
+/* The data set (class names, counts) as the store reports it. */
+const DatasetInfo *loader_info(const Loader *l);
+
+/* Batches per epoch for this rank, and bytes of one image after transforms. */
+int64_t loader_batches(const Loader *l);
+ImageShape loader_shape(const Loader *l);
+
+/* Go to `epoch`, continuing at batch `start_batch` (resume). Waits for batches in flight. */
+int loader_start_epoch(Loader *l, uint64_t epoch, int64_t start_batch);
+
+/* The next batch of the epoch: 1 and *out set, 0 at the end of the epoch, -1 on error
+ * (imgset_fail names the store, split and index). */
+int loader_next(Loader *l, const Batch **out);
+
+/* Stop the workers, close the stores, free. NULL is fine. */
+void loader_close(Loader *l);
+
+#endif

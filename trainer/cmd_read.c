@@ -1,0 +1,289 @@
+/* cmd_read.c — `imgset read`: loader-only throughput (images/s, MB/s, data-wait, latency). */
+#define _XOPEN_SOURCE 700
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "cli.h"
+#include "error.h"
+#include "loader.h"
+#include "progress.h"
+
+static void read_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: imgset read URI [--split S] [--batch B] [--epochs E] [--workers W]\n"
+            "                   [--size N|HxW] [--float] [--augment] [--seed S] [--no-shuffle]\n"
+            "                   [--drop-last] [--rank R --world N] [--cold] [--digest]\n"
+            "                   [--json FILE]\n\n"
+            "Read batches through the loader only (no training) and report per epoch: images/s,\n"
+            "MB/s of pixels delivered, mean data-wait per batch, first-batch latency; peak RSS.\n"
+            "  --split S     train (default) or test\n"
+            "  --batch B     images per batch (default 256)\n"
+            "  --epochs E    timed epochs (default 3), after one untimed warm-up epoch\n"
+            "  --workers W   prefetch threads (default 2; 0 = load in the main thread)\n"
+            "  --size N      resize + center-crop every image to NxN (needed for mixed sizes)\n"
+            "  --float       also produce normalised float32 NCHW, as training does\n"
+            "  --augment     random crop (padding 4) and horizontal flip\n"
+            "  --cold        no warm-up epoch; drop the page cache first where the machine\n"
+            "                allows (drop_caches as root, else POSIX_FADV_DONTNEED per file)\n"
+            "  --digest      print a digest of the whole batch sequence (indices, labels,\n"
+            "                pixels): equal across stores and worker counts for one seed\n"
+            "  --json FILE   the same numbers as JSON\n");
+}
+
+/* nftw callback: tell the kernel to drop a file's cached pages. */
+static int fadvise_file(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    if (type == FTW_F) {
+        int fd = open(path, O_RDONLY);
+        if (fd >= 0) {
+            fdatasync(fd);
+            posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+            close(fd);
+        }
+    }
+    return 0;
+}
+
+/* Drop the page cache for the store at uri; returns a sentence saying what was done. */
+static const char *drop_cache(const char *uri)
+{
+    sync();
+    FILE *f = fopen("/proc/sys/vm/drop_caches", "w");
+    if (f) {
+        int ok = fputs("3\n", f) >= 0;
+        ok &= fclose(f) == 0;
+        if (ok)
+            return "cold: page cache dropped (/proc/sys/vm/drop_caches)";
+    }
+    const char *colon = strchr(uri, ':');
+    if (!colon || strncmp(uri, "postgres", 8) == 0)
+        return "cold: could not drop caches (not root, and the store is not a local file)";
+    char path[4096];
+    snprintf(path, sizeof path, "%s", colon + 1);
+    char *query = strchr(path, '?');
+    if (query)
+        *query = '\0';
+    if (nftw(path, fadvise_file, 16, FTW_PHYS) != 0)
+        return "cold: could not drop caches for the store's files";
+    return "cold: POSIX_FADV_DONTNEED on every file of the store (drop_caches not allowed)";
+}
+
+typedef struct EpochStats {
+    int64_t images;
+    double seconds, wait_seconds, first_batch_seconds;
+    int64_t batches;
+} EpochStats;
+
+static int compare_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int cmd_read(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"split", required_argument, 0, 'p'},   {"batch", required_argument, 0, 'b'},
+        {"epochs", required_argument, 0, 'e'},  {"workers", required_argument, 0, 'w'},
+        {"size", required_argument, 0, 'z'},    {"float", no_argument, 0, 'f'},
+        {"augment", no_argument, 0, 'a'},       {"seed", required_argument, 0, 's'},
+        {"no-shuffle", no_argument, 0, 'n'},    {"drop-last", no_argument, 0, 'd'},
+        {"rank", required_argument, 0, 'r'},    {"world", required_argument, 0, 'W'},
+        {"cold", no_argument, 0, 'c'},          {"digest", no_argument, 0, 'g'},
+        {"json", required_argument, 0, 'j'},    {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    LoaderOptions o;
+    loader_options_default(&o);
+    o.workers = 2;
+    long long epochs = 3, v;
+    int cold = 0, want_digest = 0;
+    const char *json_path = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            if ((o.split = split_from_name(optarg)) < 0)
+                return fprintf(stderr, "imgset read: %s\n", imgset_error()), 2;
+            break;
+        case 'b':
+            if ((v = cli_parse_count("read", "--batch", optarg)) < 1) return 2;
+            o.batch_size = (int32_t)(v > 1 << 20 ? 1 << 20 : v);
+            break;
+        case 'e':
+            if ((epochs = cli_parse_count("read", "--epochs", optarg)) < 1) return 2;
+            break;
+        case 'w':
+            if ((v = cli_parse_count("read", "--workers", optarg)) < 0) return 2;
+            o.workers = (int)(v > 256 ? 257 : v);
+            break;
+        case 'z':
+            if (sscanf(optarg, "%dx%d", &o.height, &o.width) != 2) {
+                if ((v = cli_parse_count("read", "--size", optarg)) < 1) return 2;
+                o.height = o.width = (int32_t)(v > 1 << 20 ? 1 << 20 : v);
+            }
+            break;
+        case 'f': o.want_float = 1; break;
+        case 'a': o.augment = 1; break;
+        case 's':
+            if ((v = cli_parse_count("read", "--seed", optarg)) < 0) return 2;
+            o.seed = (uint64_t)v;
+            break;
+        case 'n': o.shuffle = 0; break;
+        case 'd': o.drop_last = 1; break;
+        case 'r':
+            if ((v = cli_parse_count("read", "--rank", optarg)) < 0) return 2;
+            o.rank = (int32_t)(v > 1 << 20 ? 1 << 20 : v);
+            break;
+        case 'W':
+            if ((v = cli_parse_count("read", "--world", optarg)) < 1) return 2;
+            o.world = (int32_t)(v > 1 << 20 ? 1 << 20 : v);
+            break;
+        case 'c': cold = 1; break;
+        case 'g': want_digest = 1; break;
+        case 'j': json_path = optarg; break;
+        case 'h': read_usage(stdout); return 0;
+        default: read_usage(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        read_usage(stderr);
+        return 2;
+    }
+    const char *uri = argv[optind];
+    const char *cache_note = cold ? drop_cache(uri) : "warm: one untimed epoch first";
+
+    double t_open = now_seconds();
+    Loader *l = loader_open(uri, &o);
+    if (!l)
+        return cli_error("read", imgset_error());
+    double open_seconds = now_seconds() - t_open;
+    ImageShape shape = loader_shape(l);
+    printf("read %s  split %s  batch %d  workers %d  image %dx%dx%d  %lld batches/epoch\n%s\n",
+           uri, split_names[o.split], o.batch_size, o.workers, shape.height, shape.width,
+           shape.channels, (long long)loader_batches(l), cache_note);
+    printf("%6s %10s %9s %11s %9s %13s %12s\n", "epoch", "images", "seconds", "images/s", "MB/s",
+           "wait/batch ms", "first ms");
+
+    XXH3_state_t *digest = want_digest ? XXH3_createState() : NULL;
+    if (digest)
+        XXH3_128bits_reset(digest);
+    EpochStats *stats = calloc((size_t)epochs, sizeof *stats);
+    int rc = 0;
+    int warmup = cold ? 0 : 1;
+    for (long long e = -warmup; e < epochs && rc == 0; e++) {
+        uint64_t epoch = (uint64_t)(e < 0 ? 0 : e);
+        Progress bar;
+        progress_start(&bar, e < 0 ? "warm-up" : "read");
+        if (loader_start_epoch(l, epoch, 0) < 0) {
+            rc = -1;
+            break;
+        }
+        EpochStats st = {0};
+        double start = now_seconds();
+        const Batch *b;
+        int got;
+        while ((got = loader_next(l, &b)) == 1) {
+            if (st.batches == 0)
+                st.first_batch_seconds = now_seconds() - start;
+            st.images += b->count;
+            st.wait_seconds += b->wait_seconds;
+            st.batches++;
+            if (digest && e >= 0) {
+                XXH3_128bits_update(digest, b->indices, (size_t)b->count * sizeof *b->indices);
+                XXH3_128bits_update(digest, b->labels, (size_t)b->count * sizeof *b->labels);
+                XXH3_128bits_update(digest, b->pixels,
+                                    (size_t)b->count * image_shape_bytes(b->shape));
+            }
+            if (progress_update(&bar, st.batches, loader_batches(l))) {
+                imgset_fail("interrupted");
+                got = -1;
+                break;
+            }
+        }
+        st.seconds = now_seconds() - start;
+        progress_finish(&bar);
+        if (got < 0) {
+            rc = -1;
+            break;
+        }
+        if (e < 0)
+            continue;
+        stats[e] = st;
+        double mb = (double)st.images * (double)image_shape_bytes(shape) / 1e6;
+        printf("%6lld %10lld %9.3f %11.0f %9.1f %13.3f %12.2f\n", e, (long long)st.images,
+               st.seconds, st.images / st.seconds, mb / st.seconds,
+               st.batches ? 1e3 * st.wait_seconds / (double)st.batches : 0,
+               1e3 * st.first_batch_seconds);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "imgset read: %s\n", imgset_error());
+        free(stats);
+        if (digest)
+            XXH3_freeState(digest);
+        loader_close(l);
+        return 1;
+    }
+
+    double *rates = malloc((size_t)epochs * sizeof *rates);
+    for (long long e = 0; e < epochs; e++)
+        rates[e] = stats[e].images / stats[e].seconds;
+    qsort(rates, (size_t)epochs, sizeof *rates, compare_double);
+    double median = epochs % 2 ? rates[epochs / 2] : (rates[epochs / 2 - 1] + rates[epochs / 2]) / 2;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double peak_rss_mb = (double)ru.ru_maxrss / 1024.0;
+    printf("median %.0f images/s (min %.0f, max %.0f), %.1f MB/s; open %.3f s; peak RSS %.0f MB\n",
+           median, rates[0], rates[epochs - 1], median * image_shape_bytes(shape) / 1e6,
+           open_seconds, peak_rss_mb);
+    char digest_hex[33] = "";
+    if (digest) {
+        XXH128_hash_t h = XXH3_128bits_digest(digest);
+        snprintf(digest_hex, sizeof digest_hex, "%016llx%016llx", (unsigned long long)h.high64,
+                 (unsigned long long)h.low64);
+        printf("batch digest %s\n", digest_hex);
+        XXH3_freeState(digest);
+    }
+    if (json_path) {
+        FILE *j = fopen(json_path, "w");
+        if (!j) {
+            perror(json_path);
+            rc = -1;
+        } else {
+            fprintf(j, "{\"uri\": \"%s\", \"split\": \"%s\", \"batch\": %d, \"workers\": %d, "
+                       "\"image\": [%d, %d, %d], \"cold\": %s, \"cache\": \"%s\", "
+                       "\"open_seconds\": %.6f, \"peak_rss_mb\": %.1f, "
+                       "\"median_images_per_s\": %.1f, \"min_images_per_s\": %.1f, "
+                       "\"max_images_per_s\": %.1f, \"digest\": \"%s\", \"epochs\": [",
+                    uri, split_names[o.split], o.batch_size, o.workers, shape.height,
+                    shape.width, shape.channels, cold ? "true" : "false", cache_note,
+                    open_seconds, peak_rss_mb, median, rates[0], rates[epochs - 1], digest_hex);
+            for (long long e = 0; e < epochs; e++) {
+                const EpochStats *st = &stats[e];
+                fprintf(j, "%s{\"epoch\": %lld, \"images\": %lld, \"seconds\": %.6f, "
+                           "\"images_per_s\": %.1f, \"mb_per_s\": %.3f, "
+                           "\"mean_wait_ms\": %.4f, \"first_batch_ms\": %.4f}",
+                        e ? ", " : "", e, (long long)st->images, st->seconds,
+                        st->images / st->seconds,
+                        st->images * (double)image_shape_bytes(shape) / 1e6 / st->seconds,
+                        st->batches ? 1e3 * st->wait_seconds / (double)st->batches : 0,
+                        1e3 * st->first_batch_seconds);
+            }
+            fprintf(j, "]}\n");
+            if (fclose(j) != 0)
+                rc = -1;
+        }
+    }
+    free(rates);
+    free(stats);
+    loader_close(l);
+    return rc < 0 ? 1 : 0;
+}
