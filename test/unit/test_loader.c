@@ -1,0 +1,266 @@
+/* test_loader.c — sampler rules (sharding, drop-last, resume), transforms, and the loader:
+ * the same batches with any worker count, errors that name the index, no hang at close. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "generate.h"
+#include "loader.h"
+#include "sampler.h"
+#include "store.h"
+#include "tap.h"
+#include "transform.h"
+
+static char scratch[] = "/tmp/imgset-test-loader.XXXXXX";
+
+static void test_sharding(void)
+{
+    const uint64_t counts[] = {0, 1, 7, 100, 1001};
+    const int worlds[] = {1, 2, 3, 8};
+    for (size_t a = 0; a < sizeof counts / sizeof counts[0]; a++)
+        for (size_t b = 0; b < sizeof worlds / sizeof worlds[0]; b++) {
+            uint64_t n = counts[a];
+            int world = worlds[b];
+            int *seen = calloc(n + 1, sizeof *seen);
+            int64_t idx[16];
+            int bad = 0;
+            for (int rank = 0; rank < world; rank++) {
+                Sampler s;
+                SamplerOptions o = {n, 16, 1, 0, 9, rank, world};
+                if (sampler_init(&s, &o) < 0) {
+                    bad = 1;
+                    break;
+                }
+                sampler_set_epoch(&s, 2);
+                for (int64_t k = 0; k < s.batches; k++) {
+                    int got = sampler_batch(&s, k, idx);
+                    for (int i = 0; i < got; i++)
+                        if (idx[i] < 0 || (uint64_t)idx[i] >= n)
+                            bad = 1;
+                        else
+                            seen[idx[i]]++;
+                }
+            }
+            for (uint64_t i = 0; i < n; i++)
+                bad |= seen[i] != 1;
+            free(seen);
+            ok(!bad, "n=%llu world=%d: ranks are disjoint and cover the epoch exactly once",
+               (unsigned long long)n, world);
+        }
+
+    Sampler s0, s1;
+    SamplerOptions o0 = {1000, 64, 1, 1, 5, 0, 3}, o1 = {1000, 64, 1, 1, 5, 2, 3};
+    sampler_init(&s0, &o0);
+    sampler_init(&s1, &o1);
+    ok(s0.batches == 5 && s1.batches == 5, "drop-last: every rank gets floor(333/64) = 5 batches");
+    int64_t idx[64];
+    ok(sampler_batch(&s0, 4, idx) == 64, "drop-last: the last batch is full");
+    SamplerOptions o2 = {1000, 64, 1, 0, 5, 0, 1};
+    sampler_init(&s0, &o2);
+    ok(s0.batches == 16 && sampler_batch(&s0, 15, idx) == 1000 - 15 * 64,
+       "keep-last: 16 batches, the last one short");
+    ok(sampler_batch(&s0, 16, idx) < 0, "a batch past the end is refused");
+    SamplerOptions bad = {10, 0, 1, 0, 5, 0, 1};
+    ok(sampler_init(&s0, &bad) < 0 && strstr(imgset_error(), "batch size 0"),
+       "batch size 0 is refused: %s", imgset_error());
+    SamplerOptions bad_rank = {10, 4, 1, 0, 5, 3, 3};
+    ok(sampler_init(&s0, &bad_rank) < 0 && strstr(imgset_error(), "rank 3"),
+       "rank >= world is refused: %s", imgset_error());
+    SamplerOptions plain = {10, 4, 0, 0, 5, 0, 1};
+    sampler_init(&s0, &plain);
+    ok(sampler_batch(&s0, 1, idx) == 4 && idx[0] == 4 && idx[3] == 7,
+       "without shuffle batches follow dataset order");
+}
+
+static void test_transforms(void)
+{
+    uint8_t src[4 * 6 * 3], dst[4 * 6 * 3];
+    for (size_t i = 0; i < sizeof src; i++)
+        src[i] = (uint8_t)(i * 7);
+    transform_resize(dst, 4, 6, src, 4, 6, 3);
+    ok(memcmp(src, dst, sizeof src) == 0, "resize to the same size is the identity");
+
+    uint8_t flat[8 * 8], small[4 * 4];
+    memset(flat, 77, sizeof flat);
+    transform_resize(small, 4, 4, flat, 8, 8, 1);
+    int all = 1;
+    for (int i = 0; i < 16; i++)
+        all &= small[i] == 77;
+    ok(all, "resizing a flat image keeps its value");
+
+    /* A 2x4 image, centre-cropped to 2x2 after no scaling: the middle columns. */
+    uint8_t wide[2 * 4] = {1, 2, 3, 4, 5, 6, 7, 8}, crop[4], scr[64];
+    transform_resize_crop(crop, 2, 2, wide, (ImageShape){2, 4, 1}, scr);
+    ok(crop[0] == 2 && crop[1] == 3 && crop[2] == 6 && crop[3] == 7,
+       "center crop takes the middle");
+    uint8_t tall[8 * 2], out[4 * 4];
+    memset(tall, 9, sizeof tall);
+    ok(transform_resize_crop_scratch((ImageShape){8, 2, 1}, 4, 4) == 16 * 4,
+       "scratch size for an upscale to cover 4x4 is 16x4");
+    transform_resize_crop(out, 4, 4, tall, (ImageShape){8, 2, 1}, scr);
+    ok(out[0] == 9 && out[15] == 9, "resize-crop of a tall image covers the target");
+
+    uint8_t img[3 * 3] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, aug[9];
+    Rng r = rng_make(1, 1);
+    transform_random_crop_flip(aug, img, 3, 3, 1, 0, 0, &r);
+    ok(memcmp(aug, img, 9) == 0, "random crop with padding 0 and no flip is the identity");
+    int flipped = 0;
+    for (int t = 0; t < 20; t++) {
+        transform_random_crop_flip(aug, img, 3, 3, 1, 0, 1, &r);
+        flipped |= aug[0] == 3 && aug[2] == 1;
+    }
+    ok(flipped, "flip mirrors rows");
+
+    uint8_t px[2 * 1 * 1 * 2] = {0, 255, 255, 0};
+    float f[4];
+    float mean[2] = {0.5f, 0.5f}, std[2] = {0.5f, 0.5f};
+    transform_to_float(f, px, 2, 1, 1, 2, mean, std);
+    ok(f[0] == -1.0f && f[1] == 1.0f && f[2] == 1.0f && f[3] == -1.0f,
+       "to_float maps 0..255 to -1..1 and goes channels-first");
+}
+
+/* Read every batch of an epoch and digest indices + labels + pixels. */
+static uint64_t epoch_digest(const char *uri, int workers, uint64_t epoch, int64_t start,
+                             int augment, int64_t *images)
+{
+    LoaderOptions o;
+    loader_options_default(&o);
+    o.batch_size = 32;
+    o.workers = workers;
+    o.augment = augment;
+    o.want_float = 1;
+    o.seed = 11;
+    Loader *l = loader_open(uri, &o);
+    if (!l)
+        return 0;
+    uint64_t h = 1469598103934665603ull;
+    *images = 0;
+    if (loader_start_epoch(l, epoch, start) == 0) {
+        const Batch *b;
+        while (loader_next(l, &b) == 1) {
+            const uint8_t *parts[3] = {(const uint8_t *)b->indices, (const uint8_t *)b->labels,
+                                       b->pixels};
+            size_t sizes[3] = {b->count * sizeof(int64_t), b->count * sizeof(int32_t),
+                               b->count * image_shape_bytes(b->shape)};
+            for (int p = 0; p < 3; p++)
+                for (size_t i = 0; i < sizes[p]; i++)
+                    h = (h ^ parts[p][i]) * 1099511628211ull;
+            *images += b->count;
+        }
+    }
+    loader_close(l);
+    return h;
+}
+
+static void test_loader(void)
+{
+    char uri[256], mixed_uri[256];
+    snprintf(uri, sizeof uri, "mmap:%s/c", scratch);
+    snprintf(mixed_uri, sizeof mixed_uri, "mmap:%s/m", scratch);
+    GenerateParams p = {"cifar10", 300, 50, 3}, pm = {"mixed", 40, 5, 3};
+    if (!ok(store_copy(generate_open(&p), uri, NULL, NULL) == 0 &&
+                store_copy(generate_open(&pm), mixed_uri, NULL, NULL) == 0,
+            "make test stores: %s", imgset_error()))
+        return;
+    int64_t n0, n1, n3;
+    uint64_t d0 = epoch_digest(uri, 0, 1, 0, 1, &n0);
+    uint64_t d1 = epoch_digest(uri, 1, 1, 0, 1, &n1);
+    uint64_t d3 = epoch_digest(uri, 3, 1, 0, 1, &n3);
+    ok(d0 && d0 == d1 && d1 == d3 && n0 == 300 && n3 == 300,
+       "0, 1 and 3 workers give the same batches (augmented epoch of 300)");
+    int64_t n;
+    ok(epoch_digest(uri, 2, 2, 0, 1, &n) != d0, "another epoch gives other batches");
+
+    /* Resume: batches 3.. of epoch 1 equal the tail of a full epoch 1. */
+    LoaderOptions o;
+    loader_options_default(&o);
+    o.batch_size = 32;
+    o.workers = 2;
+    Loader *l = loader_open(uri, &o);
+    int64_t full[400], resumed[400];
+    int nfull = 0, nres = 0;
+    const Batch *b;
+    loader_start_epoch(l, 1, 0);
+    while (loader_next(l, &b) == 1)
+        for (int i = 0; i < b->count; i++)
+            full[nfull++] = b->indices[i];
+    loader_start_epoch(l, 1, 3);
+    while (loader_next(l, &b) == 1)
+        for (int i = 0; i < b->count; i++)
+            resumed[nres++] = b->indices[i];
+    ok(nres == nfull - 3 * 32 && memcmp(resumed, full + 3 * 32, nres * sizeof(int64_t)) == 0,
+       "resuming at batch 3 continues with the same images");
+    ok(loader_start_epoch(l, 1, 99) < 0, "resuming past the end is refused");
+    /* Close in the middle of an epoch: workers must not hang. */
+    loader_start_epoch(l, 2, 0);
+    loader_next(l, &b);
+    loader_close(l);
+    ok(1, "closing mid-epoch returns");
+
+    /* Mixed sizes need a target size; with one, every image comes out at that size. */
+    loader_options_default(&o);
+    o.batch_size = 8;
+    ok(loader_open(mixed_uri, &o) == NULL && strstr(imgset_error(), "mixed image sizes"),
+       "mixed sizes without a target size are refused: %s", imgset_error());
+    o.height = o.width = 40;
+    o.workers = 2;
+    l = loader_open(mixed_uri, &o);
+    int64_t count = 0;
+    int shapes_ok = l != NULL;
+    if (l) {
+        loader_start_epoch(l, 0, 0);
+        while (loader_next(l, &b) == 1) {
+            count += b->count;
+            shapes_ok &= b->shape.height == 40 && b->shape.width == 40 && b->shape.channels == 3;
+        }
+        loader_close(l);
+    }
+    ok(shapes_ok && count == 40, "mixed sizes resized and cropped to 40x40 (%lld images)",
+       (long long)count);
+
+    /* A corrupt store mid-epoch: the error names the store, split and index. */
+    char path[512];
+    snprintf(path, sizeof path, "%s/c/train_labels.npy", scratch);
+    loader_options_default(&o);
+    o.batch_size = 32;
+    o.workers = 2;
+    o.shuffle = 0;
+    l = loader_open(uri, &o);
+    FILE *f = fopen(path, "r+b");
+    /* Label 200 at index 70 (labels are int64 after a 128- or 192-byte header). */
+    struct stat st;
+    stat(path, &st);
+    long header = (long)st.st_size - 300 * 8;
+    fseek(f, header + 70 * 8, SEEK_SET);
+    int64_t bad_label = 200;
+    fwrite(&bad_label, 8, 1, f);
+    fclose(f);
+    loader_close(l);
+    l = loader_open(uri, &o);
+    int rc = 0;
+    if (l) {
+        loader_start_epoch(l, 0, 0);
+        while ((rc = loader_next(l, &b)) == 1)
+            ;
+        loader_close(l);
+    }
+    ok((l == NULL || rc < 0) && strstr(imgset_error(), "70") && strstr(imgset_error(), "label"),
+       "a bad label at index 70 is an error naming it: %s", imgset_error());
+}
+
+int main(void)
+{
+    if (!mkdtemp(scratch))
+        return perror("mkdtemp"), 1;
+    test_sharding();
+    test_transforms();
+    test_loader();
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", scratch);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", scratch);
+    return tap_done();
+}
