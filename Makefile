@@ -53,6 +53,9 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/de
 ifndef NO_CUDA
 ifneq ($(NVCC),)
 CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+# Native code for H100/H200 (sm_90) and A100 (sm_80), PTX for anything newer.
+NVCC_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90
 HAVE_CUDA := yes
 found   += cuda
 else
@@ -78,17 +81,18 @@ CU_SRC   := $(if $(HAVE_CUDA),$(wildcard loaders/*.cu trainer/*.cu))
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 ifneq ($(CU_SRC),)
 CFLAGS   += -DIMGSET_HAVE_CUDA -I$(CUDA_HOME)/include
-LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart -lcublas
+LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++
 endif
 UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
+PGTEST_BIN := $(if $(HAVE_PG),$(BUILD)/pgtest/store_test)
 FUZZ_SRC := $(if $(FUZZ_CC),$(wildcard test/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(BUILD)/fuzz/%)
 CFLAGS   += -Iloaders -Itrainer
 
 .PHONY: all check demo bench install deps extension clean report
 .SECONDARY:
-all: report $(BUILD)/imgset $(UNIT_BIN) $(FUZZ_BIN) extension
+all: report $(BUILD)/imgset $(UNIT_BIN) $(PGTEST_BIN) $(FUZZ_BIN) extension
 
 report:
 	@echo "imgset build: found: $(strip $(found))"
@@ -100,7 +104,7 @@ $(BUILD)/obj/%.o: %.c $(wildcard loaders/*.h trainer/*.h)
 
 $(BUILD)/obj/%.o: %.cu $(wildcard loaders/*.h trainer/*.h)
 	@mkdir -p $(dir $@)
-	$(NVCC) -O2 -Xcompiler -fPIC -Iloaders -Itrainer $(filter -D%,$(CFLAGS)) -c $< -o $@
+	$(NVCC) -O2 $(NVCC_ARCH) -Xcompiler -fPIC -Iloaders -Itrainer $(filter -D%,$(CFLAGS)) -c $< -o $@
 
 $(BUILD)/libimgset.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
@@ -113,15 +117,22 @@ $(BUILD)/test/%: test/unit/%.c test/unit/tap.h $(BUILD)/libimgset.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(BUILD)/libimgset.a $(LDLIBS)
 
-# Fuzz targets: libFuzzer + AddressSanitizer, the library compiled again with clang.
-FUZZ_LIB_OBJ := $(filter-out %.cu,$(LIB_SRC:%.c=$(BUILD)/fuzzobj/%.o))
+# C tests that need a PostgreSQL server; test/pg/run.sh runs them against its cluster.
+$(BUILD)/pgtest/%: test/pg/%.c test/unit/tap.h $(BUILD)/libimgset.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(BUILD)/libimgset.a $(LDLIBS)
+
+# Fuzz targets: libFuzzer + AddressSanitizer, the library compiled again with clang (C only,
+# without the CUDA parts).
+FUZZ_CFLAGS  := $(filter-out -O2 -DIMGSET_HAVE_CUDA,$(CFLAGS)) -O1
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/fuzzobj/%.o)
 $(BUILD)/fuzzobj/%.o: %.c $(wildcard loaders/*.h trainer/*.h)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(filter-out -O2,$(CFLAGS)) -O1 -fsanitize=fuzzer-no-link,address -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address -c $< -o $@
 $(BUILD)/fuzz/%: test/fuzz/%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(filter-out -O2,$(CFLAGS)) -O1 -fsanitize=fuzzer,address -o $@ $< \
-	    $(FUZZ_LIB_OBJ) $(filter-out -lcudart -lcublas,$(LDLIBS))
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address -o $@ $< \
+	    $(FUZZ_LIB_OBJ) $(filter-out -lcudart -lcublas -lstdc++,$(LDLIBS))
 
 # The PostgreSQL extension is built by PGXS in extension/.
 extension:

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "error.h"
+#include "gpu.h"
 #include "sampler.h"
 #include "store.h"
 #include "transform.h"
@@ -20,8 +21,11 @@ typedef struct Slot {
     Batch batch;
     int64_t *indices;   /* (batch_size,) */
     int32_t *labels;    /* (batch_size,) */
-    uint8_t *pixels;    /* (batch_size, H, W, C) */
-    float *data;        /* (batch_size, C, H, W) or NULL */
+    uint8_t *pixels;    /* (batch_size, H, W, C); pinned with LOADER_CUDA */
+    float *data;        /* (batch_size, C, H, W) or NULL; NULL with LOADER_CUDA */
+    uint8_t *device_pixels;   /* (batch_size, H, W, C) device, with LOADER_CUDA */
+    float *device_data;       /* (batch_size, C, H, W) device, with LOADER_CUDA and want_float */
+    int64_t *device_indices;  /* (batch_size,) device, for gathers on the device */
     char error[1024];   /* the worker's message when FAILED */
 } Slot;
 
@@ -33,6 +37,7 @@ typedef struct Filler {
     size_t image_cap;
     uint8_t *scratch;   /* resize scratch / augmentation source */
     size_t scratch_cap;
+    GpuStream *stream;          /* its own CUDA stream, with LOADER_CUDA */
     pthread_t thread;
 } Filler;
 
@@ -43,6 +48,8 @@ struct Loader {
     ImageShape src_shape;     /* the split's fixed shape, or zeros when sizes vary */
     ImageShape out_shape;     /* after transforms */
     size_t out_bytes;         /* bytes of one output image */
+    int device_gather;        /* LOADER_CUDA, and batches need no resize or augmentation:
+                               * the store may gather them on the device */
     Sampler sampler;
 
     int nslots;
@@ -115,14 +122,12 @@ static int fill_one_resized(Filler *f, int64_t index, uint8_t *out, int32_t *lab
     return 0;
 }
 
-/* Fill slot with batch `number` of the current epoch. Runs without the mutex. */
-static int fill_slot(Filler *f, Slot *slot, int64_t number)
+/* Read the slot's n images into slot->pixels on the host, augment, and make the host float
+ * batch when there is one. */
+static int fill_host(Filler *f, Slot *slot, int n)
 {
     Loader *l = f->loader;
     const LoaderOptions *o = &l->opt;
-    int n = sampler_batch(&l->sampler, number, slot->indices);
-    if (n < 0)
-        return imgset_fail("%s: batch %lld is out of range", l->uri, (long long)number);
     if (l->src_shape.height && image_shape_equal(l->src_shape, l->out_shape)) {
         if (store_read_batch(f->store, o->split, slot->indices, n, slot->pixels,
                              slot->labels) < 0)
@@ -150,10 +155,57 @@ static int fill_slot(Filler *f, Slot *slot, int64_t number)
     if (slot->data)
         transform_to_float(slot->data, slot->pixels, n, s.height, s.width, s.channels, o->mean,
                            o->std);
+    return 0;
+}
+
+#ifdef IMGSET_HAVE_CUDA
+/* Put the slot's n images into GPU memory (unless the store gathered them there already),
+ * normalise them there, and wait: the slot is ready when this returns. */
+static int finish_on_device(Filler *f, Slot *slot, int n, int gathered, double *copy_seconds)
+{
+    const Loader *l = f->loader;
+    const ImageShape s = l->out_shape;
+    int rc = 0;
+    if (!gathered)
+        rc = gpu_upload_async(f->stream, slot->device_pixels, slot->pixels,
+                              (size_t)n * l->out_bytes);
+    if (rc == 0 && slot->device_data)
+        rc = gpu_normalise_async(f->stream, slot->device_data, slot->device_pixels, n, s.height,
+                                 s.width, s.channels, l->opt.mean, l->opt.std);
+    /* Wait even after a failure: nothing queued may still use the slot's buffers. */
+    if (gpu_stream_wait(f->stream, copy_seconds) < 0 || rc < 0)
+        return imgset_fail_prefix("%s: %s batch: ", l->uri, split_names[l->opt.split]);
+    return 0;
+}
+#endif
+
+/* Fill slot with batch `number` of the current epoch. Runs without the mutex. */
+static int fill_slot(Filler *f, Slot *slot, int64_t number)
+{
+    Loader *l = f->loader;
+    int n = sampler_batch(&l->sampler, number, slot->indices);
+    if (n < 0)
+        return imgset_fail("%s: batch %lld is out of range", l->uri, (long long)number);
+    int gathered = 0;         /* 1 when the store put the batch into GPU memory itself */
+    double copy_seconds = 0;
+#ifdef IMGSET_HAVE_CUDA
+    if (l->device_gather &&
+        (gathered = gpummap_gather(f->store, l->opt.split, slot->indices, n, f->stream,
+                                   slot->device_pixels, slot->device_indices, slot->labels)) < 0)
+        return -1;
+#endif
+    if (!gathered && fill_host(f, slot, n) < 0)
+        return -1;
+#ifdef IMGSET_HAVE_CUDA
+    if (l->opt.device == LOADER_CUDA && finish_on_device(f, slot, n, gathered, &copy_seconds) < 0)
+        return -1;
+#endif
     slot->batch = (Batch){
-        .epoch = l->sampler.epoch, .number = number, .count = n, .shape = s,
-        .indices = slot->indices, .labels = slot->labels, .pixels = slot->pixels,
-        .data = slot->data,
+        .epoch = l->sampler.epoch, .number = number, .count = n, .shape = l->out_shape,
+        .indices = slot->indices, .labels = slot->labels,
+        .pixels = gathered ? NULL : slot->pixels, .data = slot->data,
+        .device_pixels = slot->device_pixels, .device_data = slot->device_data,
+        .copy_seconds = copy_seconds,
     };
     return 0;
 }
@@ -189,6 +241,65 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Host memory for a slot's indices and pixels: pinned with LOADER_CUDA, for fast
+ * asynchronous copies. NULL with imgset_fail(). */
+static void *slot_host_alloc(const Loader *l, size_t bytes)
+{
+#ifdef IMGSET_HAVE_CUDA
+    if (l->opt.device == LOADER_CUDA)
+        return gpu_host_alloc(bytes);
+#endif
+    void *p = malloc(bytes);
+    if (!p)
+        imgset_fail("out of memory for a %zu-byte batch buffer", bytes);
+    return p;
+}
+
+static void slot_host_free(const Loader *l, void *p)
+{
+#ifdef IMGSET_HAVE_CUDA
+    if (l->opt.device == LOADER_CUDA) {
+        gpu_host_free(p);
+        return;
+    }
+#endif
+    free(p);
+}
+
+/* Allocate a slot's buffers: host ones always, device ones with LOADER_CUDA. */
+static int slot_alloc(const Loader *l, Slot *s, size_t pixel_bytes, size_t float_bytes)
+{
+    size_t b = (size_t)l->opt.batch_size;
+    int device = l->opt.device == LOADER_CUDA;
+    if (!(s->labels = malloc(b * sizeof *s->labels)))
+        return imgset_fail("out of memory for %zu labels", b);
+    if (!(s->indices = slot_host_alloc(l, b * sizeof *s->indices)) ||
+        !(s->pixels = slot_host_alloc(l, pixel_bytes)))
+        return -1;
+    if (l->opt.want_float && !device && !(s->data = malloc(float_bytes)))
+        return imgset_fail("out of memory for a %zu-byte float batch", float_bytes);
+#ifdef IMGSET_HAVE_CUDA
+    if (device && (!(s->device_pixels = gpu_device_alloc(pixel_bytes)) ||
+                   !(s->device_indices = gpu_device_alloc(b * sizeof *s->device_indices)) ||
+                   (l->opt.want_float && !(s->device_data = gpu_device_alloc(float_bytes)))))
+        return -1;
+#endif
+    return 0;
+}
+
+static void slot_free(const Loader *l, Slot *s)
+{
+    free(s->labels);
+    slot_host_free(l, s->indices);
+    slot_host_free(l, s->pixels);
+    free(s->data);
+#ifdef IMGSET_HAVE_CUDA
+    gpu_device_free(s->device_pixels);
+    gpu_device_free(s->device_data);
+    gpu_device_free(s->device_indices);
+#endif
+}
+
 /* Free what loader_open allocated, after the workers have stopped. */
 static void loader_free(Loader *l)
 {
@@ -196,14 +307,13 @@ static void loader_free(Loader *l)
         store_close(l->fillers[i].store);
         free(l->fillers[i].image);
         free(l->fillers[i].scratch);
+#ifdef IMGSET_HAVE_CUDA
+        gpu_stream_destroy(l->fillers[i].stream);
+#endif
     }
     free(l->fillers);
-    for (int i = 0; i < l->nslots && l->slots; i++) {
-        free(l->slots[i].indices);
-        free(l->slots[i].labels);
-        free(l->slots[i].pixels);
-        free(l->slots[i].data);
-    }
+    for (int i = 0; i < l->nslots && l->slots; i++)
+        slot_free(l, &l->slots[i]);
     free(l->slots);
     dataset_info_free(&l->info);
     free(l->uri);
@@ -249,11 +359,33 @@ static int loader_configure(Loader *l, const Store *s)
         if (!(o->std[k] > 0))
             return imgset_fail("loader: std of channel %d must be positive", k);
     l->out_bytes = image_shape_bytes(l->out_shape);
+    if (o->device != LOADER_HOST && o->device != LOADER_CUDA)
+        return imgset_fail("loader: bad device number %d", o->device);
+    l->device_gather = o->device == LOADER_CUDA && l->src_shape.height &&
+                       image_shape_equal(l->src_shape, l->out_shape) && !o->augment;
     SamplerOptions so = {
         .count = (uint64_t)sp->count, .batch_size = o->batch_size, .shuffle = o->shuffle,
         .drop_last = o->drop_last, .seed = o->seed, .rank = o->rank, .world = o->world,
     };
     return sampler_init(&l->sampler, &so);
+}
+
+/* With LOADER_CUDA: check that there is a device and give every filler its own stream. */
+static int loader_open_device(Loader *l)
+{
+    if (l->opt.device != LOADER_CUDA)
+        return 0;
+#ifdef IMGSET_HAVE_CUDA
+    if (gpu_require_device("loader") < 0)
+        return -1;
+    for (int i = 0; i < (l->nworkers ? l->nworkers : 1); i++)
+        if (!(l->fillers[i].stream = gpu_stream_create()))
+            return -1;
+    return 0;
+#else
+    return imgset_fail("loader: no CUDA device (this build has no CUDA: nvcc was not found, "
+                       "or NO_CUDA=1)");
+#endif
 }
 
 Loader *loader_open(const char *uri, const LoaderOptions *options)
@@ -281,7 +413,7 @@ Loader *loader_open(const char *uri, const LoaderOptions *options)
         }
     }
     if (dataset_info_copy(&l->info, &l->fillers[0].store->info) < 0 ||
-        loader_configure(l, l->fillers[0].store) < 0) {
+        loader_configure(l, l->fillers[0].store) < 0 || loader_open_device(l) < 0) {
         loader_free(l);
         return NULL;
     }
@@ -296,18 +428,12 @@ Loader *loader_open(const char *uri, const LoaderOptions *options)
         return imgset_fail("loader: batch of %zu images of %zu bytes is too large", b,
                            l->out_bytes), NULL;
     }
-    for (int i = 0; i < l->nslots; i++) {
-        Slot *s = &l->slots[i];
-        s->indices = malloc(b * sizeof *s->indices);
-        s->labels = malloc(b * sizeof *s->labels);
-        s->pixels = malloc(pixel_bytes);
-        s->data = l->opt.want_float ? malloc(float_bytes) : NULL;
-        if (!s->indices || !s->labels || !s->pixels || (l->opt.want_float && !s->data)) {
+    for (int i = 0; i < l->nslots; i++)
+        if (slot_alloc(l, &l->slots[i], pixel_bytes, float_bytes) < 0) {
+            imgset_fail_prefix("loader: %d batch slots of %zu bytes: ", l->nslots, pixel_bytes);
             loader_free(l);
-            return imgset_fail("out of memory for %d batch slots of %zu bytes", l->nslots,
-                               pixel_bytes), NULL;
+            return NULL;
         }
-    }
     for (int i = 0; i < l->nworkers; i++)
         if (pthread_create(&l->fillers[i].thread, NULL, worker_main, &l->fillers[i]) != 0) {
             l->nworkers = i;   /* only those started are joined */

@@ -21,10 +21,19 @@ typedef struct LoaderOptions {
     float mean[IMGSET_MAX_CHANNELS], std[IMGSET_MAX_CHANNELS];  /* per channel, on x/255 */
     int augment;            /* random crop with padding + horizontal flip */
     int32_t crop_padding;   /* pixels of zero padding for the random crop (e.g. 4) */
+    int device;             /* LOADER_HOST, or LOADER_CUDA: batches end up in GPU memory */
 } LoaderOptions;
 
+/* Where batches are delivered. With LOADER_CUDA (builds with CUDA only) the loader needs a
+ * device and makes Batch.device_pixels (and device_data with want_float, normalised on the
+ * GPU instead of the CPU). A store that can gather on the device (gpummap:, fixed image
+ * size, no augmentation) is read by the GPU straight from its registered mapping; every
+ * other store is gathered on the host into pinned memory and copied on the filler's own
+ * CUDA stream. */
+enum { LOADER_HOST = 0, LOADER_CUDA = 1 };
+
 /* Defaults: batch 256, shuffle, keep last, seed 1, world 1, no workers, mean = std = 0.5
- * (pixels to [-1, 1]), no augmentation, padding 4. */
+ * (pixels to [-1, 1]), no augmentation, padding 4, host. */
 void loader_options_default(LoaderOptions *o);
 
 /* One batch, owned by the loader; valid until the next loader_next() or loader_close(). */
@@ -35,8 +44,13 @@ typedef struct Batch {
     ImageShape shape;       /* every image's shape after transforms */
     const int64_t *indices; /* (count,) positions in the split */
     const int32_t *labels;  /* (count,) */
-    const uint8_t *pixels;  /* (count, H, W, C) uint8 after resize / augmentation */
-    const float *data;      /* (count, C, H, W) normalised, when want_float; else NULL */
+    const uint8_t *pixels;  /* (count, H, W, C) uint8 after resize / augmentation; NULL when
+                             * the store gathered the batch straight into GPU memory */
+    const float *data;      /* (count, C, H, W) normalised: want_float on the host; else NULL */
+    const uint8_t *device_pixels; /* (count, H, W, C) in GPU memory with LOADER_CUDA; else NULL */
+    const float *device_data;     /* (count, C, H, W) in GPU memory with LOADER_CUDA and
+                                   * want_float; else NULL */
+    double copy_seconds;    /* time of this batch's host-to-device transfer (LOADER_CUDA) */
     double wait_seconds;    /* how long loader_next() waited for it */
 } Batch;
 

@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "gpu.h"
 #include "loader.h"
 #include "progress.h"
 
@@ -21,7 +22,7 @@ static void read_usage(FILE *out)
             "usage: imgset read URI [--split S] [--batch B] [--epochs E] [--workers W]\n"
             "                   [--size N|HxW] [--float] [--augment] [--seed S] [--no-shuffle]\n"
             "                   [--drop-last] [--rank R --world N] [--cold] [--digest]\n"
-            "                   [--json FILE]\n\n"
+            "                   [--device host|cuda] [--json FILE]\n\n"
             "Read batches through the loader only (no training) and report per epoch: images/s,\n"
             "MB/s of pixels delivered, mean data-wait per batch, first-batch latency; peak RSS.\n"
             "  --split S     train (default) or test\n"
@@ -35,6 +36,9 @@ static void read_usage(FILE *out)
             "                allows (drop_caches as root, else POSIX_FADV_DONTNEED per file)\n"
             "  --digest      print a digest of the whole batch sequence (indices, labels,\n"
             "                pixels): equal across stores and worker counts for one seed\n"
+            "  --device D    host (default), or cuda: batches land in GPU memory (gpummap:\n"
+            "                stores are gathered by the GPU, others copied from pinned memory;\n"
+            "                --float normalises on the GPU); adds host-to-device GB/s\n"
             "  --json FILE   the same numbers as JSON\n");
 }
 
@@ -79,6 +83,7 @@ static const char *drop_cache(const char *uri)
 typedef struct EpochStats {
     int64_t images;
     double seconds, wait_seconds, first_batch_seconds;
+    double copy_seconds;      /* host-to-device transfers (--device cuda) */
     int64_t batches;
 } EpochStats;
 
@@ -98,7 +103,8 @@ int cmd_read(int argc, char **argv)
         {"no-shuffle", no_argument, 0, 'n'},    {"drop-last", no_argument, 0, 'd'},
         {"rank", required_argument, 0, 'r'},    {"world", required_argument, 0, 'W'},
         {"cold", no_argument, 0, 'c'},          {"digest", no_argument, 0, 'g'},
-        {"json", required_argument, 0, 'j'},    {"help", no_argument, 0, 'h'},
+        {"json", required_argument, 0, 'j'},    {"device", required_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     LoaderOptions o;
@@ -150,6 +156,17 @@ int cmd_read(int argc, char **argv)
         case 'c': cold = 1; break;
         case 'g': want_digest = 1; break;
         case 'j': json_path = optarg; break;
+        case 'D':
+            if (strcmp(optarg, "host") == 0) {
+                o.device = LOADER_HOST;
+            } else if (strcmp(optarg, "cuda") == 0) {
+                o.device = LOADER_CUDA;
+            } else {
+                fprintf(stderr, "imgset read: --device must be host or cuda, not \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case 'h': read_usage(stdout); return 0;
         default: read_usage(stderr); return 2;
         }
@@ -167,11 +184,14 @@ int cmd_read(int argc, char **argv)
         return cli_error("read", imgset_error());
     double open_seconds = now_seconds() - t_open;
     ImageShape shape = loader_shape(l);
-    printf("read %s  split %s  batch %d  workers %d  image %dx%dx%d  %lld batches/epoch\n%s\n",
-           uri, split_names[o.split], o.batch_size, o.workers, shape.height, shape.width,
-           shape.channels, (long long)loader_batches(l), cache_note);
-    printf("%6s %10s %9s %11s %9s %13s %12s\n", "epoch", "images", "seconds", "images/s", "MB/s",
-           "wait/batch ms", "first ms");
+    const char *device = o.device == LOADER_CUDA ? "cuda" : "host";
+    printf("read %s  split %s  batch %d  workers %d  image %dx%dx%d  %lld batches/epoch  "
+           "device %s\n%s\n", uri, split_names[o.split], o.batch_size, o.workers, shape.height,
+           shape.width, shape.channels, (long long)loader_batches(l), device, cache_note);
+    printf("%6s %10s %9s %11s %9s %13s %12s%s\n", "epoch", "images", "seconds", "images/s",
+           "MB/s", "wait/batch ms", "first ms", o.device == LOADER_CUDA ? "   h2d GB/s" : "");
+    size_t image_bytes = image_shape_bytes(shape);
+    uint8_t *download = NULL;    /* host copy of a batch gathered on the device, for --digest */
 
     XXH3_state_t *digest = want_digest ? XXH3_createState() : NULL;
     if (digest)
@@ -196,12 +216,28 @@ int cmd_read(int argc, char **argv)
                 st.first_batch_seconds = now_seconds() - start;
             st.images += b->count;
             st.wait_seconds += b->wait_seconds;
+            st.copy_seconds += b->copy_seconds;
             st.batches++;
             if (digest && e >= 0) {
+                const uint8_t *pixels = b->pixels;
+#ifdef IMGSET_HAVE_CUDA
+                if (!pixels && b->device_pixels) {
+                    if (!download && !(download = malloc((size_t)o.batch_size * image_bytes))) {
+                        imgset_fail("out of memory for the digest's batch copy");
+                        got = -1;
+                        break;
+                    }
+                    if (gpu_download(download, b->device_pixels,
+                                     (size_t)b->count * image_bytes) < 0) {
+                        got = -1;
+                        break;
+                    }
+                    pixels = download;
+                }
+#endif
                 XXH3_128bits_update(digest, b->indices, (size_t)b->count * sizeof *b->indices);
                 XXH3_128bits_update(digest, b->labels, (size_t)b->count * sizeof *b->labels);
-                XXH3_128bits_update(digest, b->pixels,
-                                    (size_t)b->count * image_shape_bytes(b->shape));
+                XXH3_128bits_update(digest, pixels, (size_t)b->count * image_bytes);
             }
             if (progress_update(&bar, st.batches, loader_batches(l))) {
                 imgset_fail("interrupted");
@@ -218,12 +254,16 @@ int cmd_read(int argc, char **argv)
         if (e < 0)
             continue;
         stats[e] = st;
-        double mb = (double)st.images * (double)image_shape_bytes(shape) / 1e6;
-        printf("%6lld %10lld %9.3f %11.0f %9.1f %13.3f %12.2f\n", e, (long long)st.images,
+        double mb = (double)st.images * (double)image_bytes / 1e6;
+        printf("%6lld %10lld %9.3f %11.0f %9.1f %13.3f %12.2f", e, (long long)st.images,
                st.seconds, st.images / st.seconds, mb / st.seconds,
                st.batches ? 1e3 * st.wait_seconds / (double)st.batches : 0,
                1e3 * st.first_batch_seconds);
+        if (o.device == LOADER_CUDA)
+            printf(" %11.2f", st.copy_seconds > 0 ? mb / 1e3 / st.copy_seconds : 0);
+        printf("\n");
     }
+    free(download);
     if (rc < 0) {
         fprintf(stderr, "imgset read: %s\n", imgset_error());
         free(stats);
@@ -242,8 +282,19 @@ int cmd_read(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     double peak_rss_mb = (double)ru.ru_maxrss / 1024.0;
     printf("median %.0f images/s (min %.0f, max %.0f), %.1f MB/s; open %.3f s; peak RSS %.0f MB\n",
-           median, rates[0], rates[epochs - 1], median * image_shape_bytes(shape) / 1e6,
-           open_seconds, peak_rss_mb);
+           median, rates[0], rates[epochs - 1], median * image_bytes / 1e6, open_seconds,
+           peak_rss_mb);
+    /* Host-to-device rate over every timed epoch: bytes moved / time spent moving them. */
+    double copy_seconds = 0, copied_gb = 0;
+    for (long long e = 0; e < epochs; e++) {
+        copy_seconds += stats[e].copy_seconds;
+        copied_gb += (double)stats[e].images * (double)image_bytes / 1e9;
+    }
+    double h2d_gb_per_s = copy_seconds > 0 ? copied_gb / copy_seconds : 0;
+    if (o.device == LOADER_CUDA)
+        printf("host to device %.2f GB/s (%.3f s of copies for %.3f GB, %.3f ms per batch)\n",
+               h2d_gb_per_s, copy_seconds, copied_gb,
+               1e3 * copy_seconds / (double)(epochs * loader_batches(l)));
     char digest_hex[33] = "";
     if (digest) {
         XXH128_hash_t h = XXH3_128bits_digest(digest);
@@ -259,23 +310,26 @@ int cmd_read(int argc, char **argv)
             rc = -1;
         } else {
             fprintf(j, "{\"uri\": \"%s\", \"split\": \"%s\", \"batch\": %d, \"workers\": %d, "
+                       "\"device\": \"%s\", \"h2d_gb_per_s\": %.3f, \"h2d_seconds\": %.6f, "
                        "\"image\": [%d, %d, %d], \"cold\": %s, \"cache\": \"%s\", "
                        "\"open_seconds\": %.6f, \"peak_rss_mb\": %.1f, "
                        "\"median_images_per_s\": %.1f, \"min_images_per_s\": %.1f, "
                        "\"max_images_per_s\": %.1f, \"digest\": \"%s\", \"epochs\": [",
-                    uri, split_names[o.split], o.batch_size, o.workers, shape.height,
-                    shape.width, shape.channels, cold ? "true" : "false", cache_note,
-                    open_seconds, peak_rss_mb, median, rates[0], rates[epochs - 1], digest_hex);
+                    uri, split_names[o.split], o.batch_size, o.workers, device, h2d_gb_per_s,
+                    copy_seconds, shape.height, shape.width, shape.channels,
+                    cold ? "true" : "false", cache_note, open_seconds, peak_rss_mb, median,
+                    rates[0], rates[epochs - 1], digest_hex);
             for (long long e = 0; e < epochs; e++) {
                 const EpochStats *st = &stats[e];
                 fprintf(j, "%s{\"epoch\": %lld, \"images\": %lld, \"seconds\": %.6f, "
                            "\"images_per_s\": %.1f, \"mb_per_s\": %.3f, "
-                           "\"mean_wait_ms\": %.4f, \"first_batch_ms\": %.4f}",
+                           "\"mean_wait_ms\": %.4f, \"first_batch_ms\": %.4f, "
+                           "\"h2d_seconds\": %.6f}",
                         e ? ", " : "", e, (long long)st->images, st->seconds,
                         st->images / st->seconds,
-                        st->images * (double)image_shape_bytes(shape) / 1e6 / st->seconds,
+                        st->images * (double)image_bytes / 1e6 / st->seconds,
                         st->batches ? 1e3 * st->wait_seconds / (double)st->batches : 0,
-                        1e3 * st->first_batch_seconds);
+                        1e3 * st->first_batch_seconds, st->copy_seconds);
             }
             fprintf(j, "]}\n");
             if (fclose(j) != 0)

@@ -1,0 +1,375 @@
+-- pg_imgset--0.1.sql — the imgtensor type, data sets as tables, and mini-batch functions.
+\echo Use "CREATE EXTENSION pg_imgset" to load this file. \quit
+
+-- ---------------------------------------------------------------------------------------
+-- The type
+-- ---------------------------------------------------------------------------------------
+CREATE TYPE imgtensor;
+
+CREATE FUNCTION imgtensor_in(cstring, oid, integer) RETURNS imgtensor
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION imgtensor_out(imgtensor) RETURNS cstring
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION imgtensor_recv(internal, oid, integer) RETURNS imgtensor
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION imgtensor_send(imgtensor) RETURNS bytea
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION imgtensor_typmod_in(cstring[]) RETURNS integer
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION imgtensor_typmod_out(integer) RETURNS cstring
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE TYPE imgtensor (
+    INPUT = imgtensor_in,
+    OUTPUT = imgtensor_out,
+    RECEIVE = imgtensor_recv,
+    SEND = imgtensor_send,
+    TYPMOD_IN = imgtensor_typmod_in,
+    TYPMOD_OUT = imgtensor_typmod_out,
+    INTERNALLENGTH = VARIABLE,
+    ALIGNMENT = int4,
+    STORAGE = external
+);
+
+COMMENT ON TYPE imgtensor IS
+    'an H×W×C image (uint8 or float32, channels-last, optionally compressed); imgtensor(H,W,C) fixes the shape';
+COMMENT ON FUNCTION imgtensor_in(cstring, oid, integer) IS
+    'imgtensor text input: DTYPE:HxWxC:HEX';
+COMMENT ON FUNCTION imgtensor_out(imgtensor) IS
+    'imgtensor text output: DTYPE:HxWxC:HEX (decompressed)';
+COMMENT ON FUNCTION imgtensor_recv(internal, oid, integer) IS
+    'imgtensor binary input: 20-byte header (network order) + payload';
+COMMENT ON FUNCTION imgtensor_send(imgtensor) IS
+    'imgtensor binary output: 20-byte header (network order) + decompressed payload';
+COMMENT ON FUNCTION imgtensor_typmod_in(cstring[]) IS
+    'imgtensor(H,W,C) type modifier input';
+COMMENT ON FUNCTION imgtensor_typmod_out(integer) IS
+    'imgtensor(H,W,C) type modifier output';
+
+-- Typmod enforcement on assignment and explicit casts.
+CREATE FUNCTION imgtensor(imgtensor, integer, boolean) RETURNS imgtensor
+    AS 'MODULE_PATHNAME', 'imgtensor_coerce' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgtensor(imgtensor, integer, boolean) IS
+    'checks an imgtensor against the shape of an imgtensor(H,W,C) type modifier';
+CREATE CAST (imgtensor AS imgtensor)
+    WITH FUNCTION imgtensor(imgtensor, integer, boolean) AS IMPLICIT;
+COMMENT ON CAST (imgtensor AS imgtensor) IS 'enforces imgtensor(H,W,C)';
+
+-- bytea ⇄ imgtensor
+CREATE FUNCTION imgtensor(bytea, height integer, width integer, channels integer) RETURNS imgtensor
+    AS 'MODULE_PATHNAME', 'imgtensor_from_bytea' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgtensor(bytea, integer, integer, integer) IS
+    'a uint8 imgtensor of the given shape from H*W*C raw bytes';
+CREATE FUNCTION imgtensor(bytea, integer, boolean) RETURNS imgtensor
+    AS 'MODULE_PATHNAME', 'imgtensor_from_bytea_typmod' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgtensor(bytea, integer, boolean) IS
+    'cast bytea to imgtensor(H,W,C): raw uint8 pixels';
+CREATE CAST (bytea AS imgtensor) WITH FUNCTION imgtensor(bytea, integer, boolean);
+COMMENT ON CAST (bytea AS imgtensor) IS 'raw uint8 pixels; the target must be imgtensor(H,W,C)';
+
+CREATE FUNCTION imgtensor_to_bytea(imgtensor) RETURNS bytea
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgtensor_to_bytea(imgtensor) IS
+    'the decompressed payload: uint8 pixels, or float32 little-endian';
+CREATE CAST (imgtensor AS bytea) WITH FUNCTION imgtensor_to_bytea(imgtensor);
+COMMENT ON CAST (imgtensor AS bytea) IS 'the decompressed payload';
+
+-- arrays ⇄ imgtensor
+CREATE FUNCTION imgtensor(integer[], height integer, width integer, channels integer) RETURNS imgtensor
+    AS 'MODULE_PATHNAME', 'imgtensor_from_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgtensor(integer[], integer, integer, integer) IS
+    'a uint8 imgtensor of the given shape from H*W*C integers in 0..255 (channels-last order)';
+CREATE FUNCTION imgtensor(real[], height integer, width integer, channels integer) RETURNS imgtensor
+    AS 'MODULE_PATHNAME', 'imgtensor_from_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgtensor(real[], integer, integer, integer) IS
+    'a float32 imgtensor of the given shape from H*W*C reals (channels-last order)';
+CREATE FUNCTION imgtensor(integer[], integer, boolean) RETURNS imgtensor
+    AS 'MODULE_PATHNAME', 'imgtensor_from_array_typmod' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgtensor(integer[], integer, boolean) IS
+    'cast integer[] to imgtensor(H,W,C) (uint8)';
+CREATE FUNCTION imgtensor(real[], integer, boolean) RETURNS imgtensor
+    AS 'MODULE_PATHNAME', 'imgtensor_from_array_typmod' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgtensor(real[], integer, boolean) IS
+    'cast real[] to imgtensor(H,W,C) (float32)';
+CREATE CAST (integer[] AS imgtensor) WITH FUNCTION imgtensor(integer[], integer, boolean);
+COMMENT ON CAST (integer[] AS imgtensor) IS 'uint8 pixels; the target must be imgtensor(H,W,C)';
+CREATE CAST (real[] AS imgtensor) WITH FUNCTION imgtensor(real[], integer, boolean);
+COMMENT ON CAST (real[] AS imgtensor) IS 'float32 pixels; the target must be imgtensor(H,W,C)';
+
+CREATE FUNCTION imgtensor_to_int4(imgtensor) RETURNS integer[]
+    AS 'MODULE_PATHNAME', 'imgtensor_to_int4_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgtensor_to_int4(imgtensor) IS
+    'the pixels of a uint8 imgtensor as an H×W×C integer array';
+CREATE FUNCTION imgtensor_to_float4(imgtensor) RETURNS real[]
+    AS 'MODULE_PATHNAME', 'imgtensor_to_float4_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgtensor_to_float4(imgtensor) IS
+    'the pixels as an H×W×C real array (uint8 values are not scaled)';
+CREATE CAST (imgtensor AS integer[]) WITH FUNCTION imgtensor_to_int4(imgtensor);
+COMMENT ON CAST (imgtensor AS integer[]) IS 'uint8 pixels as an H×W×C array';
+CREATE CAST (imgtensor AS real[]) WITH FUNCTION imgtensor_to_float4(imgtensor);
+COMMENT ON CAST (imgtensor AS real[]) IS 'pixels as an H×W×C array';
+
+-- Accessors: they read only the header of a toasted value.
+CREATE FUNCTION height(imgtensor) RETURNS integer
+    AS 'MODULE_PATHNAME', 'imgtensor_height' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION height(imgtensor) IS 'image height in pixels';
+CREATE FUNCTION width(imgtensor) RETURNS integer
+    AS 'MODULE_PATHNAME', 'imgtensor_width' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION width(imgtensor) IS 'image width in pixels';
+CREATE FUNCTION channels(imgtensor) RETURNS integer
+    AS 'MODULE_PATHNAME', 'imgtensor_channels' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION channels(imgtensor) IS 'number of channels (1 to 4)';
+CREATE FUNCTION dtype(imgtensor) RETURNS text
+    AS 'MODULE_PATHNAME', 'imgtensor_dtype' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION dtype(imgtensor) IS 'element type: uint8 or float32';
+CREATE FUNCTION codec(imgtensor) RETURNS text
+    AS 'MODULE_PATHNAME', 'imgtensor_codec' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION codec(imgtensor) IS 'payload compression: none, zlib or lz4';
+CREATE FUNCTION nbytes(imgtensor) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'imgtensor_nbytes' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION nbytes(imgtensor) IS 'decompressed payload size in bytes (H*W*C*element size)';
+
+-- Equality (dtype, shape and pixels; compression does not matter).
+CREATE FUNCTION imgtensor_eq(imgtensor, imgtensor) RETURNS boolean
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgtensor_eq(imgtensor, imgtensor) IS 'same dtype, shape and pixels';
+CREATE FUNCTION imgtensor_ne(imgtensor, imgtensor) RETURNS boolean
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgtensor_ne(imgtensor, imgtensor) IS 'different dtype, shape or pixels';
+CREATE OPERATOR = (LEFTARG = imgtensor, RIGHTARG = imgtensor, PROCEDURE = imgtensor_eq,
+                   COMMUTATOR = =, NEGATOR = <>, RESTRICT = eqsel, JOIN = eqjoinsel);
+COMMENT ON OPERATOR =(imgtensor, imgtensor) IS 'same dtype, shape and pixels';
+CREATE OPERATOR <> (LEFTARG = imgtensor, RIGHTARG = imgtensor, PROCEDURE = imgtensor_ne,
+                    COMMUTATOR = <>, NEGATOR = =, RESTRICT = neqsel, JOIN = neqjoinsel);
+COMMENT ON OPERATOR <>(imgtensor, imgtensor) IS 'different dtype, shape or pixels';
+
+-- Image operations.
+CREATE FUNCTION resize(imgtensor, height integer, width integer) RETURNS imgtensor
+    AS 'MODULE_PATHNAME', 'imgtensor_resize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION resize(imgtensor, integer, integer) IS
+    'bilinear resize (half-pixel centres, no antialiasing; uint8 rounded)';
+CREATE FUNCTION center_crop(imgtensor, height integer, width integer) RETURNS imgtensor
+    AS 'MODULE_PATHNAME', 'imgtensor_center_crop' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION center_crop(imgtensor, integer, integer) IS
+    'the centred height×width window (offsets rounded down)';
+CREATE FUNCTION resize_crop(imgtensor, height integer, width integer) RETURNS imgtensor
+    AS 'MODULE_PATHNAME', 'imgtensor_resize_crop' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION resize_crop(imgtensor, integer, integer) IS
+    'resize keeping the aspect ratio until the image covers height×width, then center_crop';
+CREATE FUNCTION to_float(imgtensor, mean real[], std real[]) RETURNS imgtensor
+    AS 'MODULE_PATHNAME', 'imgtensor_to_float' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION to_float(imgtensor, real[], real[]) IS
+    'float32 (x/255 - mean[c]) / std[c] for uint8 ((x - mean[c]) / std[c] for float32); one value or one per channel';
+CREATE FUNCTION imgset_compress(imgtensor, codec text) RETURNS imgtensor
+    AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgset_compress(imgtensor, text) IS
+    'the same image with its payload compressed by zlib or lz4 (or none); kept uncompressed when that is not smaller';
+
+-- ---------------------------------------------------------------------------------------
+-- Data sets: metadata here, one table per split (created by create_dataset)
+-- ---------------------------------------------------------------------------------------
+CREATE TABLE datasets (
+    name        text PRIMARY KEY
+                CHECK (name ~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,47}$'),
+    class_names text[] NOT NULL
+                CHECK (cardinality(class_names) >= 1 AND array_ndims(class_names) = 1
+                       AND array_position(class_names, NULL) IS NULL),
+    created     timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE datasets IS 'image data sets stored by pg_imgset: names and class names';
+COMMENT ON COLUMN datasets.class_names IS 'label i is class_names[i + 1]';
+
+CREATE TABLE splits (
+    dataset  text NOT NULL REFERENCES datasets ON DELETE CASCADE,
+    split    text NOT NULL CHECK (split IN ('train', 'test')),
+    rel      regclass NOT NULL UNIQUE,
+    count    bigint NOT NULL CHECK (count >= 0),
+    height   integer CHECK (height BETWEEN 1 AND 16384),
+    width    integer CHECK (width BETWEEN 1 AND 16384),
+    channels integer CHECK (channels BETWEEN 1 AND 4),
+    PRIMARY KEY (dataset, split),
+    CHECK ((height IS NULL) = (width IS NULL) AND (height IS NULL) = (channels IS NULL))
+);
+COMMENT ON TABLE splits IS
+    'the train and test split tables of each data set: row count and image shape (NULL when sizes vary)';
+COMMENT ON COLUMN splits.rel IS 'the split table: id bigint (0..count-1), label integer, img imgtensor';
+
+SELECT pg_catalog.pg_extension_config_dump('datasets', '');
+SELECT pg_catalog.pg_extension_config_dump('splits', '');
+
+CREATE FUNCTION create_dataset(name text, class_names text[],
+                               train_count bigint, test_count bigint,
+                               train_shape integer[] DEFAULT NULL,
+                               test_shape integer[] DEFAULT NULL)
+RETURNS TABLE (split text, rel regclass)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    s text;
+    shape integer[];
+    cnt bigint;
+    tbl text;
+    coltype text;
+BEGIN
+    IF name IS NULL OR class_names IS NULL OR train_count IS NULL OR test_count IS NULL THEN
+        RAISE EXCEPTION 'create_dataset: name, class_names and counts must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF name !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,47}$' THEN
+        RAISE EXCEPTION 'create_dataset: invalid data set name "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A name has 1 to 48 letters, digits, "_", "." or "-" and does not start with "." or "-".';
+    END IF;
+    IF cardinality(class_names) < 1 OR array_ndims(class_names) <> 1
+       OR array_position(class_names, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'create_dataset: class_names must be a non-empty one-dimensional array without NULLs'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF train_count < 0 OR test_count < 0 THEN
+        RAISE EXCEPTION 'create_dataset: counts must not be negative (got % and %)', train_count, test_count
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM @extschema@.datasets d WHERE d.name = name) THEN
+        RAISE EXCEPTION 'create_dataset: data set "%" already exists', name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Drop it first with imgset.drop_dataset(name).';
+    END IF;
+    INSERT INTO @extschema@.datasets (name, class_names) VALUES (name, class_names);
+    FOREACH s IN ARRAY ARRAY['train', 'test'] LOOP
+        shape := CASE s WHEN 'train' THEN train_shape ELSE test_shape END;
+        cnt := CASE s WHEN 'train' THEN train_count ELSE test_count END;
+        IF shape IS NOT NULL AND (cardinality(shape) <> 3 OR array_position(shape, NULL) IS NOT NULL
+                                  OR shape[1] NOT BETWEEN 1 AND 16384
+                                  OR shape[2] NOT BETWEEN 1 AND 16384
+                                  OR shape[3] NOT BETWEEN 1 AND 4) THEN
+            RAISE EXCEPTION 'create_dataset: % shape % is not {height,width,channels} within 1..16384 and 1..4',
+                s, shape USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        tbl := name || '_' || s;
+        coltype := CASE WHEN shape IS NULL THEN format('%I.imgtensor', '@extschema@')
+                        ELSE format('%I.imgtensor(%s,%s,%s)', '@extschema@', shape[1], shape[2], shape[3]) END;
+        EXECUTE format('CREATE TABLE %I.%I (id bigint PRIMARY KEY CHECK (id >= 0 AND id < %s), '
+                       'label integer NOT NULL CHECK (label >= 0 AND label < %s), '
+                       'img %s NOT NULL)',
+                       '@extschema@', tbl, cnt, cardinality(class_names), coltype);
+        -- Small fixed-size images stay in the row: no TOAST lookup per image (README).
+        IF shape IS NOT NULL AND shape[1] * shape[2] * shape[3] <= 8000 THEN
+            EXECUTE format('ALTER TABLE %I.%I ALTER COLUMN img SET STORAGE PLAIN', '@extschema@', tbl);
+        END IF;
+        EXECUTE format('COMMENT ON TABLE %I.%I IS %L', '@extschema@', tbl,
+                       format('%s split of data set %s (pg_imgset)', s, name));
+        INSERT INTO @extschema@.splits (dataset, split, rel, count, height, width, channels)
+            VALUES (name, s, format('%I.%I', '@extschema@', tbl)::regclass, cnt,
+                    shape[1], shape[2], shape[3]);
+        split := s;
+        rel := format('%I.%I', '@extschema@', tbl)::regclass;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION create_dataset(text, text[], bigint, bigint, integer[], integer[]) IS
+    'register a data set and create its empty split tables imgset.NAME_train / NAME_test; returns them';
+
+CREATE FUNCTION drop_dataset(name text) RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    r regclass;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.datasets d WHERE d.name = name) THEN
+        RAISE EXCEPTION 'drop_dataset: data set "%" does not exist', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    FOR r IN SELECT s.rel FROM @extschema@.splits s WHERE s.dataset = name LOOP
+        EXECUTE format('DROP TABLE %s', r);
+    END LOOP;
+    DELETE FROM @extschema@.datasets d WHERE d.name = name;
+END
+$$;
+COMMENT ON FUNCTION drop_dataset(text) IS 'drop a data set and its split tables';
+
+CREATE FUNCTION split_table(dataset text, split text) RETURNS regclass
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    r regclass;
+BEGIN
+    SELECT s.rel INTO r FROM @extschema@.splits s WHERE s.dataset = dataset AND s.split = split;
+    IF r IS NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM @extschema@.datasets d WHERE d.name = dataset) THEN
+            RAISE EXCEPTION 'split_table: data set "%" does not exist', dataset
+                USING ERRCODE = 'undefined_object';
+        END IF;
+        RAISE EXCEPTION 'split_table: data set "%" has no split "%"', dataset, split
+            USING ERRCODE = 'undefined_object', HINT = 'Splits are train and test.';
+    END IF;
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION split_table(text, text) IS 'the table holding split train or test of a data set';
+
+-- ---------------------------------------------------------------------------------------
+-- Mini-batches
+-- ---------------------------------------------------------------------------------------
+CREATE TYPE batch AS (
+    ids      bigint[],
+    labels   integer[],
+    height   integer,
+    width    integer,
+    channels integer,
+    shapes   integer[],
+    dtype    text,
+    pixels   bytea
+);
+COMMENT ON TYPE batch IS
+    'a mini-batch: ids and labels in the order asked, pixels packed N×H×W×C (height/width/channels '
+    'when all images share a shape, else shapes N×3 and the images concatenated)';
+
+CREATE FUNCTION imgset_batch(split regclass, ids bigint[],
+                             height integer DEFAULT 0, width integer DEFAULT 0)
+RETURNS batch
+AS 'MODULE_PATHNAME', 'imgset_batch_ids' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgset_batch(regclass, bigint[], integer, integer) IS
+    'the images with these ids, in this order, as one batch; height/width > 0 resize + center-crop each';
+
+CREATE FUNCTION imgset_batch(split regclass, seed bigint, epoch integer, batch_no integer,
+                             batch_size integer, rank integer DEFAULT 0, world integer DEFAULT 1,
+                             height integer DEFAULT 0, width integer DEFAULT 0)
+RETURNS batch
+AS 'MODULE_PATHNAME', 'imgset_batch_epoch' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgset_batch(regclass, bigint, integer, integer, integer, integer, integer, integer, integer) IS
+    'batch batch_no of epoch under seed, shuffled server-side (ids 0..N-1; rank r of world w takes positions r, r+w, …)';
+
+CREATE FUNCTION imgset_batch_packed(split regclass, ids bigint[],
+                                    height integer DEFAULT 0, width integer DEFAULT 0)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'imgset_batch_packed_ids' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgset_batch_packed(regclass, bigint[], integer, integer) IS
+    'imgset_batch by ids as one packed bytea for clients: 32-byte header, pixels, ids, labels, shapes (README)';
+
+CREATE FUNCTION imgset_batch_packed(split regclass, seed bigint, epoch integer, batch_no integer,
+                                    batch_size integer, rank integer DEFAULT 0, world integer DEFAULT 1,
+                                    height integer DEFAULT 0, width integer DEFAULT 0)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'imgset_batch_packed_epoch' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgset_batch_packed(regclass, bigint, integer, integer, integer, integer, integer, integer, integer) IS
+    'the shuffled imgset_batch as one packed bytea for clients (README)';
+
+CREATE FUNCTION imgset_shuffle_ids(n bigint, seed bigint, epoch integer, batch_no integer,
+                                   batch_size integer, rank integer DEFAULT 0, world integer DEFAULT 1)
+RETURNS bigint[]
+AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgset_shuffle_ids(bigint, bigint, integer, integer, integer, integer, integer) IS
+    'the ids the shuffled imgset_batch reads for a split of n images, without reading them';
+
+CREATE FUNCTION imgset_batch_count(n bigint, batch_size integer, world integer DEFAULT 1)
+RETURNS bigint
+AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION imgset_batch_count(bigint, integer, integer) IS
+    'batches per rank in an epoch of n images (the last may be short; n % world images are dropped)';

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# run.sh — the PostgreSQL suite, against a throwaway cluster it starts and stops itself:
+# pg_regress (sql/, expected/), pgTAP files (test/pg/*.pg) through pg_prove, the libpq wire and
+# fuzz test, the postgresql:// store test, and the CLI round trip. Prints TAP: one line per
+# pg_regress test, every pgTAP/C test line renumbered, then the plan; exits non-zero on failure.
+# Run as root it installs the extension first (make -C extension install).
+set -u
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+PG_CONFIG=${PG_CONFIG:-pg_config}
+FUZZ_COUNT=${FUZZ_COUNT:-3000}
+
+N=0
+FAILED=0
+tap_ok() { N=$((N + 1)); echo "ok $N - $*"; }
+tap_fail() { N=$((N + 1)); FAILED=$((FAILED + 1)); echo "not ok $N - $*"; }
+tap_skip() { N=$((N + 1)); echo "ok $N - $1 # SKIP $2"; }
+finish() { echo "1..$N"; [ "$FAILED" -eq 0 ]; exit $?; }
+# check DESCRIPTION COMMAND... — one test line for a command's status; its output on failure.
+check() {
+    local what=$1; shift
+    if "$@" >"$WORK/check.out" 2>&1; then tap_ok "$what"
+    else tap_fail "$what"; sed 's/^/# /' "$WORK/check.out" | tail -20; fi
+}
+# relay NAME — renumber the test lines of a TAP stream on stdin into this one.
+relay() {
+    local name=$1 line seen=0
+    while IFS= read -r line; do
+        if [[ $line =~ ^(not\ )?ok\ [0-9]+\ *-?\ *(.*)$ ]]; then
+            seen=1
+            N=$((N + 1))
+            if [ -n "${BASH_REMATCH[1]}" ]; then FAILED=$((FAILED + 1)); echo "not ok $N - $name: ${BASH_REMATCH[2]}"
+            else echo "ok $N - $name: ${BASH_REMATCH[2]}"; fi
+        elif [[ $line =~ ^\ *# || $line =~ ^Bail\ out ]]; then
+            echo "# $line"
+        fi
+    done
+    [ $seen -eq 1 ] || tap_fail "$name printed no test"
+}
+
+WORK=$(mktemp -d /tmp/imgset-pgtest.XXXXXX)
+CLUSTER=
+cleanup() {
+    [ -n "$CLUSTER" ] && test/pgcluster.sh stop "$CLUSTER" >/dev/null 2>&1
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if ! command -v "$PG_CONFIG" >/dev/null 2>&1; then
+    tap_skip "PostgreSQL suite" "no pg_config (install postgresql-server-dev-15)"
+    finish
+fi
+BINDIR=$("$PG_CONFIG" --bindir)
+PG_REGRESS=$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress
+SHAREDIR=$("$PG_CONFIG" --sharedir)
+
+# 1. The extension, installed where the server finds it.
+if [ "$(id -u)" -eq 0 ]; then
+    check "make -C extension install" make -s -C extension PG_CONFIG="$PG_CONFIG" install
+elif [ -f "$SHAREDIR/extension/pg_imgset.control" ]; then
+    tap_skip "make -C extension install" "not root: using the installed pg_imgset"
+else
+    tap_skip "PostgreSQL suite" "pg_imgset is not installed and this is not root (run: sudo make install)"
+    finish
+fi
+[ "$FAILED" -eq 0 ] || finish
+
+# 2. A throwaway cluster.
+if CLUSTER=$(test/pgcluster.sh start 2>"$WORK/cluster.err"); then
+    tap_ok "throwaway cluster started"
+    eval "$(test/pgcluster.sh env "$CLUSTER")"
+else
+    CLUSTER=
+    tap_fail "throwaway cluster started"; sed 's/^/# /' "$WORK/cluster.err" | tail -20
+    finish
+fi
+psql_q() { "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+# 3. pg_regress: one line per test.
+REGRESS_TESTS="imgtensor_io imgtensor_cast imgtensor_ops dataset batch"
+mkdir -p "$WORK/regress"
+"$PG_REGRESS" --inputdir="$ROOT" --outputdir="$WORK/regress" --bindir="$BINDIR" \
+    --host="$PGHOST" --port="$PGPORT" --user="$PGUSER" --dbname=imgset_regress \
+    $REGRESS_TESTS >"$WORK/regress.log" 2>&1
+for t in $REGRESS_TESTS; do
+    if grep -qE "^(test )? *$t +\.\.\. ok" "$WORK/regress.log"; then
+        tap_ok "pg_regress $t"
+    else
+        tap_fail "pg_regress $t"
+        grep -E "$t" "$WORK/regress.log" | sed 's/^/# /'
+        [ -f "$WORK/regress/regression.diffs" ] &&
+            awk -v t="/$t.out" 'index($0, "diff ") == 1 { show = index($0, t) > 0 } show' \
+                "$WORK/regress/regression.diffs" | head -40 | sed 's/^/# /'
+    fi
+done
+
+# 4. pgTAP through pg_prove.
+psql_q -d postgres -c "CREATE DATABASE imgset_tap" &&
+    psql_q -d imgset_tap -c "CREATE EXTENSION pg_imgset" >/dev/null
+if ! psql_q -d imgset_tap -c "CREATE EXTENSION pgtap" >/dev/null 2>&1; then
+    tap_skip "pgTAP" "pgtap is not installed (postgresql-15-pgtap)"
+elif ! command -v pg_prove >/dev/null 2>&1; then
+    tap_skip "pgTAP" "pg_prove is not installed (libtap-parser-sourcehandler-pgtap-perl)"
+else
+    for f in test/pg/*.pg; do
+        pg_prove --verbose --psql-bin "$BINDIR/psql" -d imgset_tap "$f" >"$WORK/tap.out" 2>&1
+        status=$?
+        relay "$(basename "$f")" <"$WORK/tap.out"
+        [ "$status" -eq 0 ] || tap_fail "pg_prove $(basename "$f") exited with $status"
+    done
+fi
+
+# 5. C clients: the wire/fuzz test (libpq only) and the store test (with the loaders).
+CC=${CC:-cc}
+PGINC=$("$PG_CONFIG" --includedir)
+PGLIB=$("$PG_CONFIG" --libdir)
+if "$CC" -O2 -std=c11 -D_GNU_SOURCE -I"$PGINC" -o "$WORK/wire_test" test/pg/wire_test.c \
+        -L"$PGLIB" -lpq -lm 2>"$WORK/cc.err"; then
+    PGDATABASE=imgset_tap "$WORK/wire_test" "$FUZZ_COUNT" >"$WORK/tap.out" 2>&1
+    status=$?
+    relay wire_test <"$WORK/tap.out"
+    [ "$status" -eq 0 ] || tap_fail "wire_test exited with $status"
+else
+    tap_fail "wire_test compiles"; sed 's/^/# /' "$WORK/cc.err" | head -20
+fi
+STORE_TEST=$ROOT/build/pgtest/store_test   # built by the top-level Makefile with the library
+if [ -x "$STORE_TEST" ] && cp "$STORE_TEST" "$WORK/store_test"; then
+    psql_q -d postgres -c "CREATE DATABASE imgset_store" &&
+        psql_q -d imgset_store -c "CREATE EXTENSION pg_imgset"
+    "$WORK/store_test" "postgresql:///imgset_store?host=$PGHOST&port=$PGPORT&user=$PGUSER" \
+        >"$WORK/tap.out" 2>&1
+    status=$?
+    relay store_test <"$WORK/tap.out"
+    [ "$status" -eq 0 ] || tap_fail "store_test exited with $status"
+else
+    tap_fail "store_test is built ($STORE_TEST; run make)"
+fi
+
+# 6. The CLI: mmap -> postgresql -> mmap, same digests.
+IMGSET=${IMGSET:-$ROOT/build/imgset}
+if [ ! -x "$IMGSET" ]; then
+    tap_skip "CLI round trip through postgresql://" "no $IMGSET (build the CLI first)"
+elif ! "$IMGSET" --help 2>&1 | grep -q postgresql; then
+    tap_skip "CLI round trip through postgresql://" "this imgset was built without libpq"
+else
+    psql_q -d postgres -c "CREATE DATABASE imgset_cli" &&
+        psql_q -d imgset_cli -c "CREATE EXTENSION pg_imgset"
+    IMGSET=$IMGSET WORK=$WORK bash test/pg/cli_roundtrip.sh >"$WORK/tap.out" 2>&1
+    status=$?
+    relay cli <"$WORK/tap.out"
+    [ "$status" -eq 0 ] || tap_fail "cli_roundtrip.sh exited with $status"
+fi
+
+# 7. The server survived everything.
+if "$BINDIR/psql" -X -Atc "SELECT 1" -d postgres >/dev/null 2>&1 &&
+        ! grep -qE "terminated by signal|PANIC|was terminated" "$CLUSTER/server.log"; then
+    tap_ok "the server is up and no backend crashed"
+else
+    tap_fail "the server is up and no backend crashed"
+    grep -E "terminated|PANIC" "$CLUSTER/server.log" | head -10 | sed 's/^/# /'
+fi
+finish
