@@ -1,6 +1,5 @@
 /* gpu.cu — device probe, pinned and device memory, timed streams, gather and normalise kernels. */
 #include <cuda_runtime.h>
-#include <pthread.h>
 #include <stdlib.h>
 
 extern "C" {
