@@ -18,6 +18,7 @@ static const Command commands[] = {
     {"verify", cmd_verify, "digest every split of each store; exit 1 when they differ"},
     {"info", cmd_info, "counts, shapes, classes and bytes of a stored data set"},
     {"read", cmd_read, "loader-only throughput: images/s, MB/s, data-wait per batch"},
+    {"train", cmd_train, "train a CNN through any store; per-epoch time, data-wait, accuracy"},
 };
 
 static void usage(FILE *out)
