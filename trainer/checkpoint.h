@@ -1,0 +1,137 @@
+/* checkpoint.h — safetensors files: a strict, allocation-free parser for untrusted bytes, and
+ * model checkpoints (weights, optimiser state, sampler position) written atomically. */
+#ifndef IMGSET_CHECKPOINT_H
+#define IMGSET_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+/*
+ * safetensors (https://github.com/huggingface/safetensors): 8-byte little-endian header
+ * length L, L bytes of JSON header, then the data section. The header is one object: each
+ * member is a tensor {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]} (offsets
+ * into the data section), except "__metadata__", an object of string values. The parser
+ * accepts exactly that: UTF-8 checked, no duplicate names, non-negative integers only, known
+ * dtypes, end - begin == product(shape) * dtype size, and the tensors cover the data section
+ * without holes or overlaps, ending exactly at the end of the file. Trailing spaces after
+ * the header object are allowed (padding). Nothing is trusted before it is checked.
+ */
+
+#define SAFETENSORS_MAX_DIMS 8
+#define SAFETENSORS_MAX_HEADER ((size_t)16 << 20)   /* larger headers are refused */
+
+typedef struct SafetensorsTensor {
+    const char *name;        /* NUL-terminated, in the arena */
+    char dtype[8];           /* "F32", "F16", "BF16", "I64", ... */
+    size_t dtype_size;       /* bytes per element */
+    int ndim;
+    int64_t shape[SAFETENSORS_MAX_DIMS];
+    uint64_t begin, end;     /* byte offsets into data */
+} SafetensorsTensor;
+
+typedef struct SafetensorsMeta {
+    const char *key, *value; /* NUL-terminated (decoded JSON strings), in the arena */
+} SafetensorsMeta;
+
+/* A parsed file. Pointers go into the caller's file bytes and the caller's arena, which must
+ * outlive it. Tensors are sorted by name. */
+typedef struct Safetensors {
+    const uint8_t *data;     /* the data section */
+    size_t data_len;
+    int num_tensors;
+    SafetensorsTensor *tensors;
+    int num_meta;
+    SafetensorsMeta *meta;
+} Safetensors;
+
+/* Bytes of arena safetensors_parse() needs for this file (a bound computed from the header
+ * length alone); a small positive number when the file is too short to say, so that parse
+ * reports the error. */
+size_t safetensors_arena_size(const uint8_t *file, size_t len);
+
+/* Parse file (len bytes); `what` names it in messages (a path). 0, or -1 with imgset_fail()
+ * naming the file and, where there is one, the tensor. No allocation: arena holds the
+ * tables and decoded strings (arena_len >= safetensors_arena_size()). */
+int safetensors_parse(Safetensors *st, const uint8_t *file, size_t len, void *arena,
+                      size_t arena_len, const char *what);
+
+/* The tensor called name, or NULL. */
+const SafetensorsTensor *safetensors_find(const Safetensors *st, const char *name);
+
+/* The metadata value of key, or NULL. */
+const char *safetensors_meta(const Safetensors *st, const char *key);
+
+/* Copy a tensor's float32 little-endian data into dst (count floats), in host order. The
+ * tensor must have dtype F32 and exactly `count` elements (checked, -1 with imgset_fail()). */
+int safetensors_read_f32(const Safetensors *st, const SafetensorsTensor *t, float *dst,
+                         size_t count, const char *what);
+
+/* ---- Model checkpoints ---------------------------------------------------------------- */
+
+/*
+ * A checkpoint holds every tensor of the model under its state_dict name (F32), the SGD
+ * momentum of each trainable one as "momentum.<name>", and string metadata:
+ * format = "pg_imgset-checkpoint", version = "1", arch, channels, height, width, classes,
+ * class_names (a JSON array of strings, itself stored as a string), step (optimiser steps),
+ * seed (initialisation), sampler_seed, sampler_epoch, sampler_position (decimal integers).
+ */
+#define CHECKPOINT_FORMAT "pg_imgset-checkpoint"
+#define CHECKPOINT_VERSION "1"
+
+/* Where training stands, saved with the weights so that a resumed run continues exactly. */
+typedef struct TrainState {
+    int64_t step;              /* optimiser steps taken (Model.step) */
+    uint64_t sampler_seed;     /* the shuffle's seed */
+    int64_t sampler_epoch;     /* the epoch in progress */
+    int64_t sampler_position;  /* images of that epoch already trained on */
+} TrainState;
+
+/* What a checkpoint says besides its tensors. Owns class_names. */
+typedef struct CheckpointInfo {
+    ModelSpec spec;
+    uint64_t seed;             /* the initialisation seed */
+    TrainState state;
+    char **class_names;        /* spec.classes names, or NULL when the file has none */
+} CheckpointInfo;
+
+/*
+ * Write m (weights, momentum, m->step) with state and class_names (m->graph.spec.classes
+ * strings, or NULL) to path: written to "<path>.tmp-<pid>", fsync'ed, then renamed over
+ * path; with overwrite = 0 an existing path is an error ("... already exists") and is left
+ * alone. A failure removes the temporary file and leaves any old checkpoint untouched.
+ * 0, or -1 with imgset_fail().
+ */
+int checkpoint_save(const char *path, const Model *m, const TrainState *state,
+                    const char *const *class_names, int overwrite);
+
+/* Read path and build its model for batches up to max_batch, with weights, momentum and
+ * step restored. info (may be NULL) receives the metadata; free it with
+ * checkpoint_info_free(). NULL with imgset_fail() naming the file and the problem. */
+Model *checkpoint_load(const char *path, int max_batch, CheckpointInfo *info);
+
+/* Restore path into an existing model (to resume): the checkpoint's arch, input shape and
+ * classes must equal m's. 0, or -1 with imgset_fail(); on failure m may be half-restored. */
+int checkpoint_restore(const char *path, Model *m, CheckpointInfo *info);
+
+void checkpoint_info_free(CheckpointInfo *info);
+
+/* Allocation-free pieces for the extension, over an already parsed file: */
+
+/* The model spec, seed and train state from the metadata; checks format and version. */
+int checkpoint_read_info(const Safetensors *st, ModelSpec *spec, uint64_t *seed,
+                         TrainState *state, const char *what);
+
+/* Copy every tensor of graph into params (graph->param_floats) and, when velocity is not
+ * NULL, the momentum buffers into velocity; any tensor missing, of the wrong dtype or shape,
+ * or not belonging to the graph is an error. */
+int checkpoint_read_tensors(const Safetensors *st, const ModelGraph *graph, float *params,
+                            float *velocity, const char *what);
+
+/* Decode the class_names JSON array `json` into buf (cap >= strlen(json) + 1 suffices) and
+ * names[0..K-1] pointing into it; exactly K strings required. */
+int checkpoint_decode_class_names(const char *json, char *buf, size_t cap, const char **names,
+                                  int K, const char *what);
+
+#endif

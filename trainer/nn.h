@@ -1,0 +1,175 @@
+/* nn.h — the nn core: layers, activations and losses as pure functions on caller-owned buffers. */
+#ifndef IMGSET_NN_H
+#define IMGSET_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Every layer is a pair of free functions (llm.c's train_gpt2.c style):
+ *   X_forward(out, inputs..., params..., dims...)
+ *   X_backward(dinputs..., dparams..., dout, saved forward tensors..., dims...)
+ * Outputs come first. Forward functions overwrite `out`; backward functions ACCUMULATE into
+ * every gradient they get (+=), so the caller zeroes gradients once and may sum the
+ * contributions of several consumers of a tensor. A NULL input-gradient pointer means "not
+ * needed" (e.g. the network's input) and is skipped, which also saves the work.
+ *
+ * Layout is NCHW float32: N images, C channels, H rows, W columns, W fastest. A 2-D tensor
+ * (N, D) is the same memory seen as N rows of D = C*H*W features ("flatten" is free).
+ *
+ * Nothing here allocates, prints, exits, starts threads or keeps state between calls: the
+ * PostgreSQL extension links this very code for in-database inference. Matrix products go
+ * through cblas_sgemm (OpenBLAS, whose thread count the caller sets); scratch memory is
+ * passed in. Inputs are assumed valid (labels in range, sizes positive): callers check.
+ */
+
+/* Output side of a convolution or pooling window: floor((size + 2*pad - kernel) / stride) + 1,
+ * or 0 when the window does not fit. */
+int nn_out_size(int size, int kernel, int stride, int pad);
+
+/* Floats of scratch conv2d_forward / conv2d_backward need (one image): the unfolded matrix,
+ * C*KH*KW x OH*OW, plus, when the stride is 1 and there is padding, a zero-padded copy of the
+ * image or of the output gradient, max(C, OC) x (H+2pad) x (W+2pad). */
+size_t conv2d_scratch_floats(int C, int H, int W, int OC, int KH, int KW, int stride, int pad);
+
+/* 2-D convolution, cross-correlation as in PyTorch: per image, im2col + GEMM, or for 3x3
+ * stride-1 padding-1 convolutions on AVX-512 CPUs a direct register-tiled kernel.
+ * out (N, OC, OH, OW); inp (N, C, H, W); weight (OC, C, KH, KW); bias (OC) or NULL;
+ * col: conv2d_scratch_floats() floats of scratch. */
+void conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    float *col, int N, int C, int H, int W, int OC, int KH, int KW,
+                    int stride, int pad);
+
+/* dinp (N, C, H, W) or NULL; dweight (OC, C, KH, KW); dbias (OC) or NULL; dout (N, OC, OH, OW);
+ * inp and weight as in the forward; col: scratch as in the forward. */
+void conv2d_backward(float *dinp, float *dweight, float *dbias, float *col, const float *dout,
+                     const float *inp, const float *weight, int N, int C, int H, int W,
+                     int OC, int KH, int KW, int stride, int pad);
+
+/* Max pooling without padding; out (N, C, OH, OW), inp (N, C, H, W). Ties go to the first
+ * (top-left) maximum, as PyTorch's CPU kernel does; the backward recomputes the argmax from
+ * inp. Unlike PyTorch, a NaN is passed on only when it is a window's first element. */
+void maxpool2d_forward(float *out, const float *inp, int N, int C, int H, int W, int kernel,
+                       int stride);
+void maxpool2d_backward(float *dinp, const float *dout, const float *inp, int N, int C, int H,
+                        int W, int kernel, int stride);
+
+/* ReLU followed by 2x2 stride-2 max pooling, fused (max-pooling commutes with ReLU):
+ * out (N, C, H/2, W/2) = max(0, window maximum of inp (N, C, H, W)). argmax (N, C, H/2, W/2),
+ * or NULL when no backward follows, receives each window's first maximum (0..3, row-major).
+ * The backward adds dout to the argmax position where out > 0 (the ReLU's gradient), so the
+ * pre-pool tensors need not be kept. Odd last rows / columns are dropped (floor). */
+void relu_maxpool2x2_forward(float *out, uint8_t *argmax, const float *inp, int N, int C, int H,
+                             int W);
+void relu_maxpool2x2_backward(float *dinp, const float *dout, const float *out,
+                              const uint8_t *argmax, int N, int C, int H, int W);
+
+/* Average pooling without padding; out (N, C, OH, OW), inp (N, C, H, W). */
+void avgpool2d_forward(float *out, const float *inp, int N, int C, int H, int W, int kernel,
+                       int stride);
+void avgpool2d_backward(float *dinp, const float *dout, int N, int C, int H, int W, int kernel,
+                        int stride);
+
+/* Global average pooling: out (N, C) = mean over the HW positions of inp (N, C, HW). */
+void global_avgpool_forward(float *out, const float *inp, int N, int C, int HW);
+void global_avgpool_backward(float *dinp, const float *dout, int N, int C, int HW);
+
+/* Fully connected: out (N, O) = inp (N, D) · weight (O, D)^T + bias (O); bias may be NULL. */
+void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+                    int D, int O);
+/* dinp (N, D) or NULL; dweight (O, D); dbias (O) or NULL; dout (N, O). */
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, int N, int D, int O);
+
+/*
+ * Batch normalisation over (N, HW) per channel, as torch.nn.BatchNorm2d (BatchNorm1d with
+ * HW = 1). Training mode normalises with the batch mean and biased variance, saves the mean
+ * and 1/sqrt(var + eps) for the backward, and updates the running statistics:
+ * running = (1 - momentum) * running + momentum * batch (the variance unbiased, N*HW/(N*HW-1)).
+ * Only channels [c_begin, c_end) are processed, so callers can split channels over threads.
+ * out, inp (N, C, HW); save_mean, save_invstd, running_mean, running_var, gamma, beta (C).
+ */
+void batchnorm_forward_train(float *out, float *save_mean, float *save_invstd,
+                             float *running_mean, float *running_var, const float *inp,
+                             const float *gamma, const float *beta, int N, int C, int HW,
+                             int c_begin, int c_end, float momentum, float eps);
+/* dinp (N, C, HW) or NULL; dgamma, dbeta (C); the rest as saved by the training forward. */
+void batchnorm_backward_train(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                              const float *inp, const float *gamma, const float *save_mean,
+                              const float *save_invstd, int N, int C, int HW, int c_begin,
+                              int c_end);
+/* Evaluation mode: normalise with the running statistics (per image; no state changes). */
+void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
+                            const float *running_mean, const float *running_var, int N, int C,
+                            int HW, float eps);
+void batchnorm_backward_eval(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                             const float *inp, const float *gamma, const float *running_mean,
+                             const float *running_var, int N, int C, int HW, float eps);
+
+/* Residual add: out (n) = a + b. Outputs must not alias inputs here and in the element-wise
+ * activations below. */
+void add_forward(float *out, const float *a, const float *b, size_t n);
+/* da, db (n) or NULL each: += dout. */
+void add_backward(float *da, float *db, const float *dout, size_t n);
+
+/* Channel concatenation: out (N, CA + CB, HW) = [a (N, CA, HW), b (N, CB, HW)]. */
+void concat_forward(float *out, const float *a, const float *b, int N, int CA, int CB, int HW);
+void concat_backward(float *da, float *db, const float *dout, int N, int CA, int CB, int HW);
+
+/*
+ * Inverted dropout: each element is kept with probability 1 - p and scaled by 1 / (1 - p).
+ * Image n of the batch draws from rng_make(seed, first_index + n), so the mask depends on
+ * the seed and the image's index in the batch, not on how the batch is split over threads.
+ * out, mask, inp (N, D); mask receives 0 or 1/(1-p), for the backward. p in [0, 1).
+ */
+void dropout_forward(float *out, float *mask, const float *inp, int N, int D, float p,
+                     uint64_t seed, uint64_t first_index);
+void dropout_backward(float *dinp, const float *dout, const float *mask, size_t n);
+
+/* Element-wise activations on n floats. The backwards take what PyTorch keeps: relu, sigmoid
+ * and tanh the forward's output, leaky_relu the forward's input. */
+void relu_forward(float *out, const float *inp, size_t n);
+void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
+void leaky_relu_forward(float *out, const float *inp, size_t n, float slope);
+void leaky_relu_backward(float *dinp, const float *dout, const float *inp, size_t n,
+                         float slope);
+void sigmoid_forward(float *out, const float *inp, size_t n);
+void sigmoid_backward(float *dinp, const float *dout, const float *out, size_t n);
+void tanh_forward(float *out, const float *inp, size_t n);
+void tanh_backward(float *dinp, const float *dout, const float *out, size_t n);
+
+/* Softmax over the last axis: out, inp (N, K). The backward takes the forward's output. */
+void softmax_forward(float *out, const float *inp, int N, int K);
+void softmax_backward(float *dinp, const float *dout, const float *out, int N, int K);
+
+/*
+ * Losses. Each forward returns the MEAN loss (over the batch for cross-entropy, over all
+ * elements otherwise, as PyTorch's reduction="mean") computed in double; each backward adds
+ * scale * d(mean loss)/d(input) to its gradient (scale = 1 for plain training).
+ */
+
+/* Softmax cross-entropy: logits (N, K), labels (N) in [0, K); probs (N, K) receives the
+ * softmax for the backward. */
+float softmax_cross_entropy_forward(float *probs, const float *logits, const int32_t *labels,
+                                    int N, int K);
+void softmax_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels,
+                                    int N, int K, float scale);
+
+/* Binary cross-entropy on probabilities pred (n) in [0, 1] against target (n) in [0, 1];
+ * each log is clamped at -100 as torch.nn.BCELoss does. */
+float bce_forward(const float *pred, const float *target, size_t n);
+void bce_backward(float *dpred, const float *pred, const float *target, size_t n, float scale);
+
+/* Binary cross-entropy on logits (torch.nn.BCEWithLogitsLoss), numerically stable. */
+float bce_logits_forward(const float *logits, const float *target, size_t n);
+void bce_logits_backward(float *dlogits, const float *logits, const float *target, size_t n,
+                         float scale);
+
+/* Mean squared error and mean absolute error of pred (n) against target (n). The MAE's
+ * gradient at pred == target is 0 (sign(0) = 0, as PyTorch). */
+float mse_forward(const float *pred, const float *target, size_t n);
+void mse_backward(float *dpred, const float *pred, const float *target, size_t n, float scale);
+float mae_forward(const float *pred, const float *target, size_t n);
+void mae_backward(float *dpred, const float *pred, const float *target, size_t n, float scale);
+
+#endif

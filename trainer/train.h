@@ -1,0 +1,67 @@
+/* train.h — the training loop: a model trained through any loader, one report per epoch,
+ * checkpoints and exact resume. Used by `imgset train` and `imgset bench`. */
+#ifndef IMGSET_TRAIN_H
+#define IMGSET_TRAIN_H
+
+#include <stdint.h>
+
+#include "dataset.h"
+#include "optim.h"
+#include "store.h"
+
+typedef struct TrainConfig {
+    const char *uri;          /* the train split of this store */
+    const char *test_uri;     /* the test split of this store (NULL: the same store) */
+    const char *arch;         /* model name (model.h) */
+    const char *save;         /* checkpoint after each epoch and when stopped, or NULL */
+    const char *resume;       /* continue from this checkpoint, or NULL */
+    int epochs, batch, threads, workers;
+    int augment;              /* random crop + flip */
+    int size;                 /* resize + center-crop to size x size; 0 = as stored */
+    uint64_t seed;            /* weights and shuffle */
+    float lr, momentum, weight_decay;
+    int nesterov;
+    LrKind schedule;
+    int warmup_epochs;
+    int64_t stop_after;       /* stop after this many batches (0: never) */
+    int evaluate;             /* 1: test accuracy and macro-F1 after every epoch */
+} TrainConfig;
+
+/* cnn-small, 5 epochs, batch 128, 2 threads, 1 worker, seed 1, SGD lr 0.05 momentum 0.9
+ * weight decay 5e-4, cosine schedule, evaluate on. */
+void train_config_default(TrainConfig *c);
+
+/* One epoch. Seconds: wall = the epoch's training pass; wait = time spent in loader_next;
+ * compute = forward + backward + step. AU = compute / wall. */
+typedef struct EpochReport {
+    int epoch;
+    int64_t images;
+    double wall, wait, compute, eval_seconds;
+    double loss, accuracy;               /* over the epoch's training batches */
+    double test_accuracy, test_f1;       /* -1 when not evaluated */
+} EpochReport;
+
+/* Facts about a run, for its caller's report. */
+typedef struct TrainRun {
+    ImageShape input;        /* the model's input, channels-last */
+    int32_t classes;
+    size_t parameters;
+    int64_t batches_per_epoch;
+    int stopped;             /* 1 when --stop-after or the progress callback stopped it */
+    int stop_epoch;
+    int64_t stop_batch, batches_done;
+} TrainRun;
+
+typedef struct TrainCallbacks {
+    void (*started)(void *ctx, const TrainRun *run);       /* before the first epoch */
+    void (*epoch_done)(void *ctx, const EpochReport *r);   /* after each full epoch */
+    ProgressFn progress;     /* (done, total) batches of the epoch; non-zero stops */
+    void *ctx;
+} TrainCallbacks;
+
+/* Train as configured. 0 when the run ended or was stopped (run->stopped; the checkpoint
+ * is written), -1 with imgset_fail() on error — a NaN or infinite loss included, which names
+ * the epoch and batch and leaves the last good checkpoint in place. */
+int train_run(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run);
+
+#endif
