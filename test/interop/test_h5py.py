@@ -1,0 +1,255 @@
+"""test_h5py.py — the hdf5: store and h5py read each other's files, value for value (TAP)."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+IMGSET = os.environ.get("IMGSET") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "imgset")
+
+count = 0
+failed = 0
+
+
+def ok(cond, what):
+    """Print one TAP line; return cond."""
+    global count, failed
+    count += 1
+    if not cond:
+        failed += 1
+    print(("ok" if cond else "not ok") + " %d - %s" % (count, what), flush=True)
+    return cond
+
+
+def skip(what, reason):
+    global count
+    count += 1
+    print("ok %d - %s # SKIP %s" % (count, what, reason), flush=True)
+
+
+def imgset(*args):
+    """Run the CLI; return (exit status, stdout + stderr)."""
+    p = subprocess.run([IMGSET] + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=120)
+    return p.returncode, p.stdout
+
+
+def load_mmap(directory, split):
+    """What `imgset convert … mmap:DIR` wrote for a split: images, labels (+ offsets, shapes)."""
+    out = {}
+    for part in ("images", "labels", "offsets", "shapes"):
+        path = os.path.join(directory, "%s_%s.npy" % (split, part))
+        if os.path.exists(path):
+            out[part] = np.load(path)
+    return out
+
+
+def class_lines(directory):
+    with open(os.path.join(directory, "classes.txt"), encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
+def as_str(x):
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+def check_h5py_reads_ours(tmp, name, like, uri_suffix, ragged):
+    """gen into hdf5:, convert to mmap:, and compare what h5py sees with numpy.load."""
+    h5 = os.path.join(tmp, name + ".h5")
+    mm = os.path.join(tmp, name + "-mmap")
+    rc, out = imgset("gen", "--like", like, "--train", "24", "--test", "9", "--seed", "7",
+                     "--out", "hdf5:" + h5 + uri_suffix)
+    if not ok(rc == 0, "%s: imgset gen into hdf5 (%s)" % (name, out.strip()[-200:])):
+        return
+    rc, out = imgset("convert", "hdf5:" + h5, "mmap:" + mm)
+    if not ok(rc == 0, "%s: imgset convert hdf5 -> mmap (%s)" % (name, out.strip()[-200:])):
+        return
+    with h5py.File(h5, "r") as f:
+        ok(as_str(f.attrs["imgset_format"]) == "imgset-hdf5" and
+           int(f.attrs["imgset_version"]) == 1 and as_str(f.attrs["name"]) == like,
+           "%s: root attributes imgset_format, imgset_version, name" % name)
+        names = [as_str(x) for x in f.attrs["class_names"]]
+        ok(names == class_lines(mm), "%s: class_names attribute == classes.txt (%d names)"
+           % (name, len(names)))
+        for split in ("train", "test"):
+            ref = load_mmap(mm, split)
+            images = f[split + "/images"]
+            labels = f[split + "/labels"]
+            ok(images.dtype == np.uint8 and labels.dtype == np.int64,
+               "%s: /%s/images uint8, labels int64" % (name, split))
+            good = np.array_equal(images[...], ref["images"]) and \
+                np.array_equal(labels[...], ref["labels"])
+            if ragged:
+                offsets = f[split + "/offsets"][...]
+                shapes = f[split + "/shapes"][...]
+                good = good and images.ndim == 1 and offsets.shape == (len(labels) + 1,) and \
+                    shapes.shape == (len(labels), 3) and \
+                    np.array_equal(offsets, ref["offsets"]) and \
+                    np.array_equal(shapes, ref["shapes"])
+                # An image cut out of the flat array by h5py alone has its shape's size.
+                last = len(labels) - 1
+                img = images[offsets[last]:offsets[last + 1]].reshape(shapes[last])
+                good = good and img.size == int(np.prod(shapes[last]))
+            else:
+                good = good and images.ndim == 4 and images.shape[0] == len(labels)
+            ok(good, "%s: h5py reads /%s value for value as numpy.load of the mmap copy (%d images)"
+               % (name, split, len(labels)))
+            if uri_suffix:
+                ok(images.compression == "gzip" and images.chunks is not None,
+                   "%s: /%s/images is gzip-chunked %s" % (name, split, images.chunks))
+                if not ragged:
+                    ok(images.chunks == (1,) + images.shape[1:],
+                       "%s: one image per chunk" % name)
+            else:
+                ok(images.chunks is None and
+                   (len(labels) == 0 or images.id.get_offset() is not None),
+                   "%s: /%s/images is contiguous" % (name, split))
+
+
+def check_we_read_h5py(tmp, name, build, expect_names):
+    """Write a file with h5py, convert it with imgset, compare numpy.load with the arrays."""
+    h5 = os.path.join(tmp, name + ".h5")
+    mm = os.path.join(tmp, name + "-mmap")
+    with h5py.File(h5, "w") as f:
+        arrays = build(f)
+    rc, out = imgset("convert", "hdf5:" + h5, "mmap:" + mm)
+    if not ok(rc == 0, "%s: imgset convert h5py file -> mmap (%s)" % (name, out.strip()[-300:])):
+        return
+    ok(class_lines(mm) == expect_names, "%s: class names %s" % (name, class_lines(mm)[:4]))
+    for split in ("train", "test"):
+        ref = arrays[split]
+        got = load_mmap(mm, split)
+        good = np.array_equal(got["labels"], ref["labels"].astype(np.int64))
+        if "offsets" in ref:
+            good = good and np.array_equal(got["images"], ref["images"]) and \
+                np.array_equal(got["offsets"], ref["offsets"]) and \
+                np.array_equal(got["shapes"], ref["shapes"])
+        else:
+            images = ref["images"]
+            if images.ndim == 3:       # (N,H,W) reads as one channel
+                images = images[..., np.newaxis]
+            good = good and np.array_equal(got["images"], images)
+        ok(good, "%s: /%s read value for value (%d images)" % (name, split, len(ref["labels"])))
+    rc, out = imgset("verify", "hdf5:" + h5, "mmap:" + mm)
+    ok(rc == 0, "%s: imgset verify hdf5 == mmap" % name)
+
+
+def fixed_split(rng, n, shape, label_dtype, k):
+    return {"images": rng.integers(0, 256, size=(n,) + shape, dtype=np.uint8),
+            "labels": rng.integers(0, k, size=n).astype(label_dtype)}
+
+
+def writer(k, shape=(6, 7, 3), label_dtype=np.int64, names="vlen", **dataset_options):
+    """A builder for check_we_read_h5py: fixed-shape splits written with the given options."""
+    def build(f):
+        rng = np.random.default_rng(1000 * k + len(shape))
+        arrays = {"train": fixed_split(rng, 23, shape, label_dtype, k),
+                  "test": fixed_split(rng, 8, shape, label_dtype, k)}
+        arrays["train"]["labels"][0] = k - 1     # the largest label occurs
+        for split, a in arrays.items():
+            f.create_dataset(split + "/images", data=a["images"], **dataset_options)
+            f.create_dataset(split + "/labels", data=a["labels"])
+        if names == "vlen":
+            f.attrs["class_names"] = ["class %d é" % i for i in range(k)]
+        elif names == "fixed":
+            f.attrs["class_names"] = np.array([("c%d" % i).encode() for i in range(k)])
+        return arrays
+    return build
+
+
+def ragged_builder(f):
+    rng = np.random.default_rng(5)
+    arrays = {}
+    for split, n in (("train", 11), ("test", 4)):
+        shapes = np.stack([rng.integers(1, 40, size=n), rng.integers(1, 40, size=n),
+                           rng.choice([1, 3], size=n)], axis=1).astype(np.int32)
+        sizes = shapes.prod(axis=1)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        flat = rng.integers(0, 256, size=int(offsets[-1]), dtype=np.uint8)
+        labels = rng.integers(0, 3, size=n).astype(np.int64)
+        labels[0] = 2
+        for part, value in (("images", flat), ("offsets", offsets), ("shapes", shapes),
+                            ("labels", labels)):
+            f.create_dataset(split + "/" + part, data=value)
+        arrays[split] = {"images": flat, "offsets": offsets, "shapes": shapes, "labels": labels}
+    f.attrs["class_names"] = ["a", "b", "c"]
+    return arrays
+
+
+def expect_refused(tmp, name, build, needle):
+    h5 = os.path.join(tmp, name + ".h5")
+    with h5py.File(h5, "w") as f:
+        build(f)
+    rc, out = imgset("convert", "hdf5:" + h5, "mmap:" + os.path.join(tmp, name + "-mmap"))
+    ok(rc != 0 and needle in out and not os.path.exists(os.path.join(tmp, name + "-mmap")),
+       "%s: refused with \"%s\" (%s)" % (name, needle, out.strip()[-200:]))
+
+
+def main():
+    if not os.access(IMGSET, os.X_OK):
+        skip("h5py interop", "the imgset CLI is not built (%s)" % IMGSET)
+        print("1..%d" % count)
+        return 0
+    rc, out = imgset("--help")
+    if "hdf5:" not in out:
+        skip("h5py interop", "this imgset was built without HDF5")
+        print("1..%d" % count)
+        return 0
+    tmp = tempfile.mkdtemp(prefix="imgset-h5py-")
+    try:
+        # h5py reads what we write.
+        check_h5py_reads_ours(tmp, "ours-fixed", "cifar10", "", False)
+        check_h5py_reads_ours(tmp, "ours-fixed-gzip", "cifar10", "?compression=gzip", False)
+        check_h5py_reads_ours(tmp, "ours-ragged", "mixed", "", True)
+        check_h5py_reads_ours(tmp, "ours-ragged-gzip", "mixed", "?compression=gzip", True)
+
+        # We read what h5py writes.
+        check_we_read_h5py(tmp, "h5py-contiguous", writer(4),
+                           ["class %d é" % i for i in range(4)])
+        check_we_read_h5py(tmp, "h5py-chunked", writer(5, chunks=(4, 6, 7, 3)),
+                           ["class %d é" % i for i in range(5)])
+        check_we_read_h5py(tmp, "h5py-chunked-gzip",
+                           writer(6, compression="gzip", chunks=True),
+                           ["class %d é" % i for i in range(6)])
+        check_we_read_h5py(tmp, "h5py-fixed-names-int32",
+                           writer(3, label_dtype=np.int32, names="fixed"),
+                           ["c0", "c1", "c2"])
+        check_we_read_h5py(tmp, "h5py-no-names-gray-uint8",
+                           writer(7, shape=(5, 9), label_dtype=np.uint8, names=None,
+                                  compression="gzip", chunks=(2, 5, 9)),
+                           [str(i) for i in range(7)])
+        check_we_read_h5py(tmp, "h5py-ragged", ragged_builder, ["a", "b", "c"])
+
+        # Files we must refuse, with a message naming what is wrong.
+        def float_images(f):
+            f["train/images"] = np.zeros((2, 3, 3, 3), np.float32)
+            f["train/labels"] = np.zeros(2, np.int64)
+            f["test/images"] = np.zeros((1, 3, 3, 3), np.uint8)
+            f["test/labels"] = np.zeros(1, np.int64)
+        expect_refused(tmp, "h5py-float-images", float_images,
+                       "/train/images has element type float32, expected uint8")
+
+        def short_labels(f):
+            f["train/images"] = np.zeros((10, 3, 3, 3), np.uint8)
+            f["train/labels"] = np.zeros(9, np.int64)
+            f["test/images"] = np.zeros((1, 3, 3, 3), np.uint8)
+            f["test/labels"] = np.zeros(1, np.int64)
+        expect_refused(tmp, "h5py-short-labels", short_labels,
+                       "/train/labels has 9 entries, /train/images has 10")
+
+        def no_test(f):
+            f["train/images"] = np.zeros((2, 3, 3, 3), np.uint8)
+            f["train/labels"] = np.zeros(2, np.int64)
+        expect_refused(tmp, "h5py-no-test", no_test, "no /test group")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("1..%d" % count)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
