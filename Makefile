@@ -7,7 +7,8 @@
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -pthread -fPIC
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
+           -pthread -fPIC
 LDLIBS  := -lm -pthread
 BUILD   := build
 PKG     := pkg-config
@@ -39,7 +40,8 @@ HAVE_HDF5 := $(filter hdf5,$(found))
 PG_CONFIG ?= $(shell command -v pg_config 2>/dev/null)
 ifndef NO_PG
 ifneq ($(PG_CONFIG),)
-CFLAGS  += -I$(shell $(PG_CONFIG) --includedir) -DIMGSET_HAVE_LIBPQ
+CFLAGS  += -I$(shell $(PG_CONFIG) --includedir) -DIMGSET_HAVE_LIBPQ \
+           -DIMGSET_PG_BINDIR='"$(shell $(PG_CONFIG) --bindir)"'
 LDLIBS  += -L$(shell $(PG_CONFIG) --libdir) -lpq
 found   += libpq
 HAVE_PG := yes
@@ -62,6 +64,10 @@ else
 missing += cuda
 endif
 endif
+
+# Library versions for the benchmark's machine line.
+LIB_VERSIONS := $(foreach p,libpng libjpeg zlib hdf5 openblas libpq,$(p) $(shell $(PKG) --modversion $(p) 2>/dev/null || echo none))
+CFLAGS  += -DIMGSET_LIBRARY_VERSIONS='"$(strip $(LIB_VERSIONS))"'
 
 FUZZ_CC := $(shell command -v clang 2>/dev/null)
 ifdef NO_FUZZ
@@ -90,7 +96,7 @@ FUZZ_SRC := $(if $(FUZZ_CC),$(wildcard test/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(BUILD)/fuzz/%)
 CFLAGS   += -Iloaders -Itrainer
 
-.PHONY: all check demo bench install deps extension clean report
+.PHONY: all check demo bench install install-if-root deps extension clean report
 .SECONDARY:
 all: report $(BUILD)/imgset $(UNIT_BIN) $(PGTEST_BIN) $(FUZZ_BIN) extension
 
@@ -104,7 +110,7 @@ $(BUILD)/obj/%.o: %.c $(wildcard loaders/*.h trainer/*.h)
 
 $(BUILD)/obj/%.o: %.cu $(wildcard loaders/*.h trainer/*.h)
 	@mkdir -p $(dir $@)
-	$(NVCC) -O2 $(NVCC_ARCH) -Xcompiler -fPIC -Iloaders -Itrainer $(filter -D%,$(CFLAGS)) -c $< -o $@
+	$(NVCC) -O2 $(NVCC_ARCH) -Xcompiler -fPIC -Iloaders -Itrainer $(filter -DIMGSET_HAVE_%,$(CFLAGS)) -c $< -o $@
 
 $(BUILD)/libimgset.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
@@ -145,6 +151,13 @@ endif
 install: all
 	$(MAKE) -C extension PG_CONFIG=$(PG_CONFIG) install
 
+# The benchmark's embedded cluster needs the extension installed: as root, install it.
+install-if-root:
+ifeq ($(HAVE_PGXS),yes)
+	@if [ "$$(id -u)" -eq 0 ]; then $(MAKE) --no-print-directory -s -C extension PG_CONFIG=$(PG_CONFIG) install; \
+	 else echo "imgset: not root; the pg store needs 'sudo make install' first"; fi
+endif
+
 deps:
 	@./deps.sh
 
@@ -153,11 +166,11 @@ check: deps
 	@test/run.sh
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all install-if-root
 	@test/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all install-if-root
 	$(BUILD)/imgset bench --out $(BUILD)/bench
 
 clean:

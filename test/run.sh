@@ -55,7 +55,7 @@ for suite in $suites; do
                 || { tail -30 '$log_dir/$n.fuzzlog'; echo 'not ok 1 - $n found a crash'; }"
         done ;;
     e2e)
-        for t in test/e2e/*.sh; do [ -f "$t" ] && run_tap "e2e/$(basename "$t")" bash "$t"; done ;;
+        for t in test/e2e/test_*.sh; do [ -f "$t" ] && run_tap "e2e/$(basename "$t")" bash "$t"; done ;;
     interop)
         for t in test/interop/test_*.py; do [ -f "$t" ] && run_tap "interop/$(basename "$t")" "$PYTHON" "$t"; done ;;
     pg)

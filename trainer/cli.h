@@ -13,6 +13,7 @@ int cmd_verify(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_read(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Print "imgset CMD: <message>" on stderr and return 1. */
 int cli_error(const char *cmd, const char *message);

@@ -19,6 +19,7 @@ static const Command commands[] = {
     {"info", cmd_info, "counts, shapes, classes and bytes of a stored data set"},
     {"read", cmd_read, "loader-only throughput: images/s, MB/s, data-wait per batch"},
     {"train", cmd_train, "train a CNN through any store; per-epoch time, data-wait, accuracy"},
+    {"bench", cmd_bench, "every store x every data-set shape: the table of epoch seconds"},
 };
 
 static void usage(FILE *out)

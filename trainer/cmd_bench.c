@@ -1,0 +1,861 @@
+/* cmd_bench.c — `imgset bench`: every store x every data-set shape; the results table of
+ * average epoch seconds, loader-only throughput and AU, as Markdown, CSV, JSON and a plot. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysinfo.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "digest.h"
+#include "error.h"
+#include "generate.h"
+#include "loader.h"
+#include "pgserver.h"
+#include "progress.h"
+#include "train.h"
+
+#ifndef IMGSET_LIBRARY_VERSIONS
+#define IMGSET_LIBRARY_VERSIONS "unknown"
+#endif
+
+#define MAX_SHAPES 4
+#define MAX_STORES 5
+#define MAX_RUNS 32
+
+static const char *const all_shapes[MAX_SHAPES] = {"cifar10", "tinyimagenet", "hires", "mixed"};
+static const char *const all_stores[MAX_STORES] = {"files", "mmap", "gpummap", "hdf5", "pg"};
+
+typedef struct BenchArgs {
+    const char *shapes[MAX_SHAPES];
+    int nshapes;
+    const char *stores[MAX_STORES];
+    int nstores;
+    int read, train;           /* which measurements */
+    int epochs, runs;
+    double scale;
+    const char *out;
+    const char *db;            /* an existing server instead of the embedded one */
+    int cold;
+    int threads, workers, read_workers, batch, read_batch;
+    uint64_t seed;
+} BenchArgs;
+
+/* Median, min and max of a few numbers. */
+typedef struct Spread {
+    double median, min, max;
+    int n;
+} Spread;
+
+/* One store x shape cell. */
+typedef struct Cell {
+    char note[200];            /* "n/a — why" when the store is not available, or the error */
+    int failed;                /* 1: an error, not a missing optional part */
+    char uri[1200];
+    double write_seconds;      /* converting the data set into the store; -1 when cached */
+    Spread read_rate;          /* loader-only images/s per run */
+    Spread read_mbps;
+    Spread read_wait_ms;       /* mean data-wait per batch */
+    Spread epoch_seconds;      /* per run: the average over its epochs */
+    Spread train_wait, train_compute, train_rate, au;
+    const char *model;
+} Cell;
+
+static void spread_of(Spread *s, double *v, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    s->n = n;
+    if (n == 0) {
+        s->median = s->min = s->max = NAN;
+        return;
+    }
+    s->min = v[0];
+    s->max = v[n - 1];
+    s->median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void bench_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: imgset bench [--shapes cifar10,tinyimagenet,hires,mixed]\n"
+            "                    [--stores files,mmap,gpummap,hdf5,pg] [--mode read|train|both]\n"
+            "                    [--epochs E] [--runs R] [--scale F] [--out DIR] [--db URI]\n"
+            "                    [--cold] [--threads T] [--workers W] [--batch B] [--seed S]\n\n"
+            "Generate each data-set shape (or reuse a cached copy whose digest matches), write it\n"
+            "into every store, and measure for each store x shape:\n"
+            "  read   loader only: images/s, MB/s, mean data-wait per batch (batch 256,\n"
+            "         2 workers, float output as for training)\n"
+            "  train  cnn-small (resnet8 for hires): average epoch seconds, data-wait, compute,\n"
+            "         images/s, AU = compute / wall\n"
+            "R runs each (median, min-max), warm cache (one untimed epoch first) unless --cold.\n"
+            "Writes DIR/results.md, results.csv, results.json and results.png (gnuplot).\n"
+            "  --scale F   fraction of the full counts (1 = cifar10 50,000/10,000 etc.)\n"
+            "  --epochs E  training epochs per run (default 2); --runs R (default 3)\n"
+            "  --out DIR   default build/bench; data sets are cached in DIR/data\n"
+            "  --db URI    use this server (postgresql://...) instead of starting an embedded\n"
+            "              throwaway cluster (the default; it is stopped at the end)\n");
+}
+
+/* Split a comma list into names that must each be in `known`; count or -1. */
+static int parse_list(char *list, const char *const *known, int nknown, const char **out,
+                      const char *what)
+{
+    int n = 0;
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        int found = -1;
+        for (int i = 0; i < nknown; i++)
+            if (strcmp(tok, known[i]) == 0)
+                found = i;
+        if (found < 0 || n >= nknown) {
+            fprintf(stderr, "imgset bench: unknown %s \"%s\"\n", what, tok);
+            return -1;
+        }
+        out[n++] = known[found];
+    }
+    return n;
+}
+
+static int parse_bench_args(int argc, char **argv, BenchArgs *a)
+{
+    static const struct option opts[] = {
+        {"shapes", required_argument, 0, 'S'}, {"stores", required_argument, 0, 'T'},
+        {"mode", required_argument, 0, 'm'},   {"epochs", required_argument, 0, 'e'},
+        {"runs", required_argument, 0, 'r'},   {"scale", required_argument, 0, 'f'},
+        {"out", required_argument, 0, 'o'},    {"db", required_argument, 0, 'd'},
+        {"cold", no_argument, 0, 'c'},         {"threads", required_argument, 0, 't'},
+        {"workers", required_argument, 0, 'w'}, {"batch", required_argument, 0, 'b'},
+        {"seed", required_argument, 0, 's'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    *a = (BenchArgs){.read = 1, .train = 1, .epochs = 2, .runs = 3, .scale = 1.0,
+                     .out = "build/bench", .threads = 2, .workers = 1, .read_workers = 2,
+                     .batch = 128, .read_batch = 256, .seed = 1};
+    for (int i = 0; i < MAX_SHAPES; i++)
+        a->shapes[i] = all_shapes[i];
+    for (int i = 0; i < MAX_STORES; i++)
+        a->stores[i] = all_stores[i];
+    a->nshapes = MAX_SHAPES;
+    a->nstores = MAX_STORES;
+    long long v;
+    char *end;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'S':
+            if ((a->nshapes = parse_list(optarg, all_shapes, MAX_SHAPES, a->shapes, "shape")) < 1)
+                return 2;
+            break;
+        case 'T':
+            if ((a->nstores = parse_list(optarg, all_stores, MAX_STORES, a->stores, "store")) < 1)
+                return 2;
+            break;
+        case 'm':
+            a->read = strcmp(optarg, "read") == 0 || strcmp(optarg, "both") == 0;
+            a->train = strcmp(optarg, "train") == 0 || strcmp(optarg, "both") == 0;
+            if (!a->read && !a->train) {
+                fprintf(stderr, "imgset bench: --mode is read, train or both, not \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'f':
+            a->scale = strtod(optarg, &end);
+            if (end == optarg || *end || !(a->scale > 0) || a->scale > 10) {
+                fprintf(stderr, "imgset bench: --scale wants a number in (0, 10], not \"%s\"\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'o': a->out = optarg; break;
+        case 'd': a->db = optarg; break;
+        case 'c': a->cold = 1; break;
+        case 'e': case 'r': case 't': case 'w': case 'b': case 's':
+            if ((v = cli_parse_count("bench", argv[optind - 1], optarg)) < 0)
+                return 2;
+            if (c == 's') { a->seed = (uint64_t)v; break; }
+            if (v < (c == 'w' ? 0 : 1) || v > (c == 'r' ? MAX_RUNS : 1 << 16)) {
+                fprintf(stderr, "imgset bench: %s %s is out of range\n", argv[optind - 1], optarg);
+                return 2;
+            }
+            if (c == 'e') a->epochs = (int)v;
+            else if (c == 'r') a->runs = (int)v;
+            else if (c == 't') a->threads = (int)v;
+            else if (c == 'w') a->workers = (int)v;
+            else a->batch = (int)v;
+            break;
+        case 'h': bench_usage(stdout); return -1;
+        default: bench_usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        bench_usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+/* ---- the machine line -------------------------------------------------------------- */
+
+static void machine_line(const char *dir, char *out, size_t n)
+{
+    char cpu[160] = "unknown CPU";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "model name", 10) == 0) {
+            char *colon = strchr(line, ':');
+            snprintf(cpu, sizeof cpu, "%s", colon ? colon + 2 : line);
+            cpu[strcspn(cpu, "\n")] = '\0';
+            break;
+        }
+    if (f)
+        fclose(f);
+    struct sysinfo si;
+    sysinfo(&si);
+    struct statvfs vfs;
+    double disk_free = statvfs(dir, &vfs) == 0 ? (double)vfs.f_bavail * vfs.f_frsize / 1e9 : 0;
+    struct utsname u;
+    uname(&u);
+    char gpu[200] = "none";
+#ifdef IMGSET_HAVE_CUDA
+    if (store_ops_for_uri("gpummap:x")) {
+        LoaderOptions probe;
+        loader_options_default(&probe);
+        snprintf(gpu, sizeof gpu, "CUDA build (device: see the gpummap row)");
+    }
+#endif
+    snprintf(out, n,
+             "%s, %ld cores, %.0f GiB memory, %.0f GB free disk at %s, Linux %s; %s; GPU: %s",
+             cpu, sysconf(_SC_NPROCESSORS_ONLN), (double)si.totalram * si.mem_unit / 1073741824.0,
+             disk_free, dir, u.release, IMGSET_LIBRARY_VERSIONS, gpu);
+}
+
+/* ---- data: generate once, cache by digest ------------------------------------------- */
+
+/* Digest of both splits as one string (for the cache check). */
+static int store_digest(const char *uri, char *out, size_t n)
+{
+    Store *s = store_open(uri);
+    if (!s)
+        return -1;
+    SplitDigest d[SPLIT_COUNT];
+    int rc = 0;
+    for (int i = 0; i < SPLIT_COUNT && rc == 0; i++)
+        rc = digest_split(s, i, &d[i], NULL, NULL);
+    store_close(s);
+    if (rc == 0)
+        snprintf(out, n, "%s %s", d[0].hex, d[1].hex);
+    return rc;
+}
+
+static int read_text(const char *path, char *out, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t got = fread(out, 1, n - 1, f);
+    fclose(f);
+    out[got] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+    return 0;
+}
+
+static int write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return imgset_fail("%s: %s", path, strerror(errno));
+    fprintf(f, "%s\n", text);
+    return fclose(f) == 0 ? 0 : imgset_fail("%s: write failed", path);
+}
+
+/* Remove a store's files (a cached copy whose digest no longer matches). */
+static void remove_path(const char *path)
+{
+    char cmd[2200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0)
+        fprintf(stderr, "imgset bench: could not remove %s\n", path);
+}
+
+/* Make uri hold the data set whose digest is `digest`, from source_uri (or the generator
+ * when source_uri is NULL); reuse a copy whose digest file matches. *seconds = time of the
+ * write, or -1 when the cached copy was used. */
+static int ensure_store(const char *uri, const char *path, const char *digest_path,
+                        const char *digest, const char *source_uri, const GenerateParams *gen,
+                        double *seconds)
+{
+    char have[200];
+    *seconds = -1;
+    if (access(path, F_OK) == 0 && digest && read_text(digest_path, have, sizeof have) == 0 &&
+        strcmp(have, digest) == 0)
+        return 0;
+    remove_path(path);
+    unlink(digest_path);
+    Store *src = source_uri ? store_open(source_uri) : generate_open(gen);
+    if (!src)
+        return -1;
+    Progress bar;
+    char label[300];
+    snprintf(label, sizeof label, "write %s", uri);
+    progress_start(&bar, label);
+    double t0 = now_seconds();
+    int rc = store_copy(src, uri, progress_update, &bar);
+    *seconds = now_seconds() - t0;
+    progress_finish(&bar);
+    store_close(src);
+    if (rc < 0)
+        return -1;
+    char d[200];
+    if (!digest) {
+        if (store_digest(uri, d, sizeof d) < 0)
+            return -1;
+        digest = d;
+    }
+    return write_text(digest_path, digest);
+}
+
+/* ---- measurements -------------------------------------------------------------------- */
+
+/* Loader options for the read measurement of a shape. */
+static void read_options(const BenchArgs *a, const char *shape, const char *store,
+                         LoaderOptions *o)
+{
+    loader_options_default(o);
+    o->batch_size = a->read_batch;
+    o->workers = a->read_workers;
+    o->want_float = 1;
+    o->seed = a->seed;
+    if (strcmp(shape, "mixed") == 0)
+        o->height = o->width = 64;
+    o->device = strcmp(store, "gpummap") == 0 ? LOADER_CUDA : LOADER_HOST;
+}
+
+/* One epoch through the loader: images/s, MB/s and mean wait per batch. */
+static int read_epoch(Loader *l, uint64_t epoch, double *rate, double *mbps, double *wait_ms)
+{
+    if (loader_start_epoch(l, epoch, 0) < 0)
+        return -1;
+    const Batch *b;
+    int got;
+    int64_t images = 0, batches = 0;
+    double wait = 0, t0 = now_seconds();
+    while ((got = loader_next(l, &b)) == 1) {
+        images += b->count;
+        wait += b->wait_seconds;
+        batches++;
+        if (interrupted())
+            return imgset_fail("interrupted");
+    }
+    double seconds = now_seconds() - t0;
+    if (got < 0)
+        return -1;
+    *rate = (double)images / seconds;
+    *mbps = *rate * (double)image_shape_bytes(loader_shape(l)) / 1e6;
+    *wait_ms = batches ? 1e3 * wait / (double)batches : 0;
+    return 0;
+}
+
+static int measure_read(const BenchArgs *a, const char *shape, const char *store, Cell *cell)
+{
+    LoaderOptions o;
+    read_options(a, shape, store, &o);
+    Loader *l = loader_open(cell->uri, &o);
+    if (!l)
+        return -1;
+    double rate[MAX_RUNS], mbps[MAX_RUNS], wait[MAX_RUNS], x, y, z;
+    int rc = a->cold ? 0 : read_epoch(l, 0, &x, &y, &z);   /* warm-up */
+    for (int r = 0; r < a->runs && rc == 0; r++)
+        rc = read_epoch(l, (uint64_t)r + 1, &rate[r], &mbps[r], &wait[r]);
+    loader_close(l);
+    if (rc < 0)
+        return -1;
+    spread_of(&cell->read_rate, rate, a->runs);
+    spread_of(&cell->read_mbps, mbps, a->runs);
+    spread_of(&cell->read_wait_ms, wait, a->runs);
+    return 0;
+}
+
+/* Sums of a run's epochs, collected by the train callback. */
+typedef struct RunSums {
+    double wall, wait, compute;
+    int64_t images;
+    int epochs;
+} RunSums;
+
+static void add_epoch(void *ctx, const EpochReport *r)
+{
+    RunSums *s = ctx;
+    s->wall += r->wall;
+    s->wait += r->wait;
+    s->compute += r->compute;
+    s->images += r->images;
+    s->epochs++;
+}
+
+static int stop_on_interrupt(void *ctx, int64_t done, int64_t total)
+{
+    return interrupted();
+}
+
+static const char *model_for(const char *shape)
+{
+    return strcmp(shape, "hires") == 0 ? "resnet8" : "cnn-small";
+}
+
+static int measure_train(const BenchArgs *a, const char *shape, Cell *cell)
+{
+    TrainConfig c;
+    train_config_default(&c);
+    c.uri = cell->uri;
+    c.arch = cell->model = model_for(shape);
+    c.epochs = a->epochs;
+    c.batch = a->batch;
+    c.threads = a->threads;
+    c.workers = a->workers;
+    c.seed = a->seed;
+    c.size = strcmp(shape, "mixed") == 0 ? 64 : 0;
+    c.evaluate = 0;
+    double epoch_s[MAX_RUNS], wait[MAX_RUNS], compute[MAX_RUNS], rate[MAX_RUNS], au[MAX_RUNS];
+    for (int r = 0; r < a->runs; r++) {
+        RunSums sums = {0};
+        TrainCallbacks cb = {NULL, add_epoch, stop_on_interrupt, &sums};
+        TrainRun run;
+        if (train_run(&c, &cb, &run) < 0)
+            return -1;
+        if (run.stopped || sums.epochs == 0)
+            return imgset_fail("interrupted");
+        epoch_s[r] = sums.wall / sums.epochs;
+        wait[r] = sums.wait / sums.epochs;
+        compute[r] = sums.compute / sums.epochs;
+        rate[r] = (double)sums.images / sums.wall;
+        au[r] = sums.compute / sums.wall;
+    }
+    spread_of(&cell->epoch_seconds, epoch_s, a->runs);
+    spread_of(&cell->train_wait, wait, a->runs);
+    spread_of(&cell->train_compute, compute, a->runs);
+    spread_of(&cell->train_rate, rate, a->runs);
+    spread_of(&cell->au, au, a->runs);
+    return 0;
+}
+
+/* ---- reports ------------------------------------------------------------------------- */
+
+/* "12.3 (12.1–12.6)" or the cell's note. */
+static void format_spread(char *out, size_t n, const Cell *c, const Spread *s, const char *fmt)
+{
+    if (c->note[0]) {
+        snprintf(out, n, "%s", c->note);
+        return;
+    }
+    if (s->n == 0) {
+        snprintf(out, n, "—");
+        return;
+    }
+    char med[32], lo[32], hi[32];
+    snprintf(med, sizeof med, fmt, s->median);
+    snprintf(lo, sizeof lo, fmt, s->min);
+    snprintf(hi, sizeof hi, fmt, s->max);
+    if (s->n > 1)
+        snprintf(out, n, "%s (%s–%s)", med, lo, hi);
+    else
+        snprintf(out, n, "%s", med);
+}
+
+typedef const Spread *(*SpreadOf)(const Cell *c);
+static const Spread *get_epoch(const Cell *c) { return &c->epoch_seconds; }
+static const Spread *get_read(const Cell *c) { return &c->read_rate; }
+static const Spread *get_read_wait(const Cell *c) { return &c->read_wait_ms; }
+static const Spread *get_au(const Cell *c) { return &c->au; }
+static const Spread *get_wait(const Cell *c) { return &c->train_wait; }
+static const Spread *get_compute(const Cell *c) { return &c->train_compute; }
+
+static void table(FILE *f, const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
+                  const char *title, SpreadOf get, const char *fmt)
+{
+    fprintf(f, "\n### %s\n\n| store |", title);
+    for (int j = 0; j < a->nshapes; j++)
+        fprintf(f, " %s |", a->shapes[j]);
+    fprintf(f, "\n|---|");
+    for (int j = 0; j < a->nshapes; j++)
+        fprintf(f, "---|");
+    fprintf(f, "\n");
+    for (int i = 0; i < a->nstores; i++) {
+        fprintf(f, "| %s |", a->stores[i]);
+        for (int j = 0; j < a->nshapes; j++) {
+            char text[256];
+            format_spread(text, sizeof text, &cells[i][j], get(&cells[i][j]), fmt);
+            fprintf(f, " %s |", text);
+        }
+        fprintf(f, "\n");
+    }
+}
+
+static void csv_row(FILE *f, const char *store, const char *shape, const char *metric,
+                    const Spread *s, const char *unit, const char *note)
+{
+    if (note[0])
+        fprintf(f, "%s,%s,%s,,,,%s,\"%s\"\n", store, shape, metric, unit, note);
+    else if (s->n)
+        fprintf(f, "%s,%s,%s,%.6g,%.6g,%.6g,%s,\n", store, shape, metric, s->median, s->min,
+                s->max, unit);
+}
+
+static void json_spread(FILE *f, const char *name, const Spread *s, int last)
+{
+    if (s->n)
+        fprintf(f, "\"%s\": {\"median\": %.6g, \"min\": %.6g, \"max\": %.6g}%s", name, s->median,
+                s->min, s->max, last ? "" : ", ");
+    else
+        fprintf(f, "\"%s\": null%s", name, last ? "" : ", ");
+}
+
+/* Grouped bars of epoch seconds and loader images/s (log axis) with gnuplot, if present. */
+static const char *plot(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES])
+{
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
+        return "no plot: gnuplot is not installed (apt-get install gnuplot-nox)";
+    char path[1200];
+    snprintf(path, sizeof path, "%s/results.dat", a->out);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return "no plot: cannot write results.dat";
+    fprintf(f, "# shape");
+    for (int i = 0; i < a->nstores; i++)
+        fprintf(f, " %s_epoch_s", a->stores[i]);
+    for (int i = 0; i < a->nstores; i++)
+        fprintf(f, " %s_images_per_s", a->stores[i]);
+    fprintf(f, "\n");
+    for (int j = 0; j < a->nshapes; j++) {
+        fprintf(f, "%s", a->shapes[j]);
+        for (int i = 0; i < a->nstores; i++)
+            fprintf(f, " %s", cells[i][j].epoch_seconds.n && !cells[i][j].note[0] ? "" : "NaN"),
+                fprintf(f, cells[i][j].epoch_seconds.n && !cells[i][j].note[0] ? "%.6g" : "",
+                        cells[i][j].epoch_seconds.median);
+        for (int i = 0; i < a->nstores; i++)
+            fprintf(f, " %s", cells[i][j].read_rate.n && !cells[i][j].note[0] ? "" : "NaN"),
+                fprintf(f, cells[i][j].read_rate.n && !cells[i][j].note[0] ? "%.6g" : "",
+                        cells[i][j].read_rate.median);
+        fprintf(f, "\n");
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/results.gp", a->out);
+    f = fopen(path, "w");
+    if (!f)
+        return "no plot: cannot write results.gp";
+    fprintf(f,
+            "set terminal pngcairo size 1400,560 font ',11'\n"
+            "set output '%s/results.png'\n"
+            "set datafile missing 'NaN'\n"
+            "set style data histograms\nset style histogram clustered gap 1\n"
+            "set style fill solid 0.85 border -1\nset key top left\nset grid ytics\n"
+            "set multiplot layout 1,2\n"
+            "set title 'Average epoch seconds (training), lower is better'\n"
+            "set ylabel 'seconds'\n"
+            "plot '%s/results.dat' ",
+            a->out, a->out);
+    for (int i = 0; i < a->nstores; i++)
+        fprintf(f, "%s using %d:xtic(1) title '%s'", i ? ", ''" : "", 2 + i, a->stores[i]);
+    fprintf(f, "\nset title 'Loader only: images/s (log scale), higher is better'\n"
+               "set ylabel 'images/s'\nset logscale y\nplot '%s/results.dat' ", a->out);
+    for (int i = 0; i < a->nstores; i++)
+        fprintf(f, "%s using %d:xtic(1) title '%s'", i ? ", ''" : "", 2 + a->nstores + i,
+                a->stores[i]);
+    fprintf(f, "\nunset multiplot\n");
+    fclose(f);
+    char cmd[1300];
+    snprintf(cmd, sizeof cmd, "gnuplot '%s/results.gp' 2>'%s/gnuplot.log'", a->out, a->out);
+    if (system(cmd) != 0)
+        return "no plot: gnuplot failed (see gnuplot.log)";
+    return "results.png";
+}
+
+static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
+                         const char *machine, const int64_t counts[MAX_SHAPES][2],
+                         const char *pg_note)
+{
+    char path[1200];
+    const char *plot_note = plot(a, cells);
+    snprintf(path, sizeof path, "%s/results.md", a->out);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return imgset_fail("%s: %s", path, strerror(errno));
+    fprintf(f, "## pg_imgset benchmark: where should the data set live?\n\n");
+    fprintf(f, "machine: %s\n\n", machine);
+    fprintf(f, "settings: %d run%s per cell (median, min–max), %s cache, training %d epoch%s of "
+               "batch %d with %d compute thread%s and %d loader worker%s; loader-only reads: "
+               "batch %d, %d workers, float output; PostgreSQL: %s\n\ndata sets:",
+            a->runs, a->runs > 1 ? "s" : "", a->cold ? "cold" : "warm", a->epochs,
+            a->epochs > 1 ? "s" : "", a->batch, a->threads, a->threads > 1 ? "s" : "",
+            a->workers, a->workers != 1 ? "s" : "", a->read_batch, a->read_workers, pg_note);
+    for (int j = 0; j < a->nshapes; j++)
+        fprintf(f, "%s %s %lld train / %lld test (%s)", j ? ";" : "", a->shapes[j],
+                (long long)counts[j][0], (long long)counts[j][1], model_for(a->shapes[j]));
+    fprintf(f, "\n");
+    if (a->train) {
+        table(f, a, cells, "Average epoch seconds (training; lower is better)", get_epoch,
+              "%.2f");
+        table(f, a, cells, "Accelerator utilisation AU = compute / wall (training)", get_au,
+              "%.3f");
+        table(f, a, cells, "Data-wait seconds per epoch (training)", get_wait, "%.2f");
+        table(f, a, cells, "Compute seconds per epoch (training)", get_compute, "%.2f");
+    }
+    if (a->read) {
+        table(f, a, cells, "Loader only: images/s (higher is better)", get_read, "%.0f");
+        table(f, a, cells, "Loader only: mean data-wait per batch, ms", get_read_wait, "%.2f");
+    }
+    fprintf(f, "\n### Writing each store (seconds; mmap: generating the data set into it; "
+               "\"cached\": a copy with the same digest was reused)\n\n| store |");
+    for (int j = 0; j < a->nshapes; j++)
+        fprintf(f, " %s |", a->shapes[j]);
+    fprintf(f, "\n|---|");
+    for (int j = 0; j < a->nshapes; j++)
+        fprintf(f, "---|");
+    fprintf(f, "\n");
+    for (int i = 0; i < a->nstores; i++) {
+        fprintf(f, "| %s |", a->stores[i]);
+        for (int j = 0; j < a->nshapes; j++) {
+            const Cell *c = &cells[i][j];
+            if (c->note[0])
+                fprintf(f, " %s |", c->note);
+            else if (c->write_seconds < 0)
+                fprintf(f, " cached |");
+            else
+                fprintf(f, " %.2f |", c->write_seconds);
+        }
+        fprintf(f, "\n");
+    }
+    fprintf(f, "\nplot: %s\n", plot_note);
+    fclose(f);
+
+    snprintf(path, sizeof path, "%s/results.csv", a->out);
+    f = fopen(path, "w");
+    if (!f)
+        return imgset_fail("%s: %s", path, strerror(errno));
+    fprintf(f, "store,shape,metric,median,min,max,unit,note\n");
+    for (int i = 0; i < a->nstores; i++)
+        for (int j = 0; j < a->nshapes; j++) {
+            const Cell *c = &cells[i][j];
+            const char *st = a->stores[i], *sh = a->shapes[j];
+            csv_row(f, st, sh, "epoch_seconds", &c->epoch_seconds, "s", c->note);
+            csv_row(f, st, sh, "train_images_per_s", &c->train_rate, "images/s", c->note);
+            csv_row(f, st, sh, "au", &c->au, "fraction", c->note);
+            csv_row(f, st, sh, "train_data_wait", &c->train_wait, "s/epoch", c->note);
+            csv_row(f, st, sh, "train_compute", &c->train_compute, "s/epoch", c->note);
+            csv_row(f, st, sh, "read_images_per_s", &c->read_rate, "images/s", c->note);
+            csv_row(f, st, sh, "read_mb_per_s", &c->read_mbps, "MB/s", c->note);
+            csv_row(f, st, sh, "read_wait_per_batch", &c->read_wait_ms, "ms", c->note);
+        }
+    fclose(f);
+
+    snprintf(path, sizeof path, "%s/results.json", a->out);
+    f = fopen(path, "w");
+    if (!f)
+        return imgset_fail("%s: %s", path, strerror(errno));
+    fprintf(f, "{\"machine\": \"%s\", \"runs\": %d, \"epochs\": %d, \"cache\": \"%s\", "
+               "\"batch\": %d, \"threads\": %d, \"workers\": %d, \"scale\": %g, \"cells\": [",
+            machine, a->runs, a->epochs, a->cold ? "cold" : "warm", a->batch, a->threads,
+            a->workers, a->scale);
+    int first = 1;
+    for (int i = 0; i < a->nstores; i++)
+        for (int j = 0; j < a->nshapes; j++) {
+            const Cell *c = &cells[i][j];
+            fprintf(f, "%s\n  {\"store\": \"%s\", \"shape\": \"%s\", \"model\": \"%s\", "
+                       "\"train_images\": %lld, \"note\": \"%s\", \"write_seconds\": %.6g, ",
+                    first ? "" : ",", a->stores[i], a->shapes[j], model_for(a->shapes[j]),
+                    (long long)counts[j][0], c->note, c->write_seconds);
+            first = 0;
+            json_spread(f, "epoch_seconds", &c->epoch_seconds, 0);
+            json_spread(f, "train_images_per_s", &c->train_rate, 0);
+            json_spread(f, "au", &c->au, 0);
+            json_spread(f, "train_data_wait_seconds", &c->train_wait, 0);
+            json_spread(f, "train_compute_seconds", &c->train_compute, 0);
+            json_spread(f, "read_images_per_s", &c->read_rate, 0);
+            json_spread(f, "read_mb_per_s", &c->read_mbps, 0);
+            json_spread(f, "read_wait_ms_per_batch", &c->read_wait_ms, 1);
+            fprintf(f, "}");
+        }
+    fprintf(f, "\n]}\n");
+    return fclose(f) == 0 ? 0 : imgset_fail("%s: write failed", path);
+}
+
+/* ---- the run --------------------------------------------------------------------------- */
+
+/* Why a store cannot be measured in this build, or NULL. */
+static const char *store_missing(const char *store)
+{
+    if (strcmp(store, "hdf5") == 0 && !store_ops_for_uri("hdf5:x"))
+        return "n/a — built without HDF5";
+    if (strcmp(store, "pg") == 0 && !store_ops_for_uri("postgresql://x"))
+        return "n/a — built without libpq";
+    if (strcmp(store, "gpummap") == 0 && !store_ops_for_uri("gpummap:x"))
+        return "n/a — built without CUDA";
+    return NULL;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    static BenchArgs a;
+    int usage = parse_bench_args(argc, argv, &a);
+    if (usage)
+        return usage < 0 ? 0 : usage;
+    char path[1200];
+    snprintf(path, sizeof path, "mkdir -p '%s/data'", a.out);
+    if (system(path) != 0)
+        return cli_error("bench", "cannot create the output folder");
+
+    static Cell cells[MAX_STORES][MAX_SHAPES];
+    int64_t counts[MAX_SHAPES][2];
+    char machine[1024];
+    machine_line(a.out, machine, sizeof machine);
+    printf("machine: %s\n", machine);
+
+    /* The PostgreSQL server: the one given, or an embedded throwaway cluster. */
+    static PgServer server;
+    char pg_base[1200] = "", pg_note[300] = "not measured";
+    const char *pg_missing = NULL;
+    for (int i = 0; i < a.nstores; i++)
+        if (strcmp(a.stores[i], "pg") == 0 && !(pg_missing = store_missing("pg"))) {
+            if (a.db) {
+                snprintf(pg_base, sizeof pg_base, "%s", a.db);
+                snprintf(pg_note, sizeof pg_note, "the server at --db");
+            } else if (pgserver_start(&server, "/tmp", "2GB") == 0) {
+                snprintf(pg_base, sizeof pg_base, "%s", server.conninfo);
+                snprintf(pg_note, sizeof pg_note, "embedded throwaway cluster (shared_buffers "
+                                                  "2GB, Unix socket)");
+            } else {
+                static char why[200];
+                snprintf(why, sizeof why, "n/a — %.180s", imgset_error());
+                pg_missing = why;
+                fprintf(stderr, "imgset bench: %s\n", imgset_error());
+            }
+        }
+
+    int total_cells = a.nstores * a.nshapes, done_cells = 0, errors = 0;
+    double t_start = now_seconds();
+    for (int j = 0; j < a.nshapes && !interrupted(); j++) {
+        const char *shape = a.shapes[j];
+        GenerateShape def;
+        generate_shape_defaults(shape, &def);
+        GenerateParams gen = {shape, (int64_t)fmax(1, round(def.train * a.scale)),
+                              (int64_t)fmax(1, round(def.test * a.scale)), a.seed};
+        counts[j][0] = gen.train;
+        counts[j][1] = gen.test;
+        char key[200], mmap_dir[1200], mmap_uri[1300], digest_path[1300], digest[200];
+        snprintf(key, sizeof key, "%s-%lld-%lld-s%llu", shape, (long long)gen.train,
+                 (long long)gen.test, (unsigned long long)a.seed);
+        snprintf(mmap_dir, sizeof mmap_dir, "%s/data/%s.mmap", a.out, key);
+        snprintf(mmap_uri, sizeof mmap_uri, "mmap:%s", mmap_dir);
+        snprintf(digest_path, sizeof digest_path, "%s/data/%s.mmap.digest", a.out, key);
+        /* The source copy, generated once: its digest file says it is complete and intact. */
+        double gen_seconds;
+        char have[200];
+        if (read_text(digest_path, have, sizeof have) == 0 &&
+            (store_digest(mmap_uri, digest, sizeof digest) < 0 || strcmp(have, digest) != 0))
+            unlink(digest_path);
+        fprintf(stderr, "[%s] preparing %s\n", shape, key);
+        if (ensure_store(mmap_uri, mmap_dir, digest_path, NULL, NULL, &gen, &gen_seconds) < 0 ||
+            read_text(digest_path, digest, sizeof digest) < 0) {
+            fprintf(stderr, "imgset bench: %s: %s\n", shape, imgset_error());
+            errors++;
+            for (int i = 0; i < a.nstores; i++)
+                snprintf(cells[i][j].note, sizeof cells[i][j].note, "error — data set");
+            continue;
+        }
+        for (int i = 0; i < a.nstores && !interrupted(); i++) {
+            const char *store = a.stores[i];
+            Cell *cell = &cells[i][j];
+            cell->write_seconds = -1;
+            const char *missing = strcmp(store, "pg") == 0 ? pg_missing : store_missing(store);
+            double elapsed = now_seconds() - t_start;
+            fprintf(stderr, "[%d/%d] %s x %s  (%.0f s so far%s)\n", ++done_cells, total_cells,
+                    store, shape, elapsed, "");
+            if (missing) {
+                snprintf(cell->note, sizeof cell->note, "%s", missing);
+                continue;
+            }
+            char store_path[1300], store_digest_path[1400];
+            int rc = 0;
+            if (strcmp(store, "mmap") == 0 || strcmp(store, "gpummap") == 0) {
+                snprintf(cell->uri, sizeof cell->uri, "%s:%s", store, mmap_dir);
+                if (strcmp(store, "mmap") == 0)
+                    cell->write_seconds = gen_seconds;   /* generated straight into mmap */
+            } else if (strcmp(store, "pg") == 0) {
+                /* A fresh load each time: the embedded cluster is new for every bench. */
+                char name[64];
+                snprintf(name, sizeof name, "%s_%lld_s%llu", shape, (long long)gen.train,
+                         (unsigned long long)a.seed);
+                snprintf(cell->uri, sizeof cell->uri, "%s&dataset=%s", pg_base, name);
+                Store *existing = store_open(cell->uri);
+                char d[200];
+                int same = existing && (store_close(existing), 1) &&
+                           store_digest(cell->uri, d, sizeof d) == 0 && strcmp(d, digest) == 0;
+                if (!same) {
+                    Store *src = store_open(mmap_uri);
+                    Progress bar;
+                    progress_start(&bar, "write pg");
+                    double t0 = now_seconds();
+                    rc = src ? store_copy(src, cell->uri, progress_update, &bar) : -1;
+                    cell->write_seconds = now_seconds() - t0;
+                    progress_finish(&bar);
+                    store_close(src);
+                }
+            } else {
+                const char *suffix = strcmp(store, "hdf5") == 0 ? "h5" : "files";
+                snprintf(store_path, sizeof store_path, "%s/data/%s.%s", a.out, key, suffix);
+                snprintf(store_digest_path, sizeof store_digest_path, "%s.digest", store_path);
+                snprintf(cell->uri, sizeof cell->uri, "%s:%s", store, store_path);
+                rc = ensure_store(cell->uri, store_path, store_digest_path, digest, mmap_uri,
+                                  NULL, &cell->write_seconds);
+            }
+            if (rc == 0 && a.read)
+                rc = measure_read(&a, shape, store, cell);
+            if (rc == 0 && a.train) {
+                if (strcmp(store, "gpummap") == 0) {
+                    snprintf(cell->note, sizeof cell->note,
+                             "n/a — training on the GPU is not built yet");
+                    continue;
+                }
+                rc = measure_train(&a, shape, cell);
+            }
+            if (rc < 0) {
+                const char *msg = imgset_error();
+                int no_device = strstr(msg, "no CUDA device") != NULL;
+                snprintf(cell->note, sizeof cell->note, "%s — %.150s",
+                         no_device ? "n/a" : "error", no_device ? "no CUDA device" : msg);
+                if (!no_device) {
+                    cell->failed = 1;
+                    errors++;
+                    fprintf(stderr, "imgset bench: %s x %s: %s\n", store, shape, msg);
+                }
+            }
+        }
+    }
+    if (server.running)
+        pgserver_stop(&server);
+    if (interrupted())
+        return cli_error("bench", "interrupted; nothing written");
+    if (write_reports(&a, cells, machine, counts, pg_note) < 0)
+        return cli_error("bench", imgset_error());
+    snprintf(path, sizeof path, "%s/results.md", a.out);
+    FILE *f = fopen(path, "r");
+    char line[2048];
+    while (f && fgets(line, sizeof line, f))
+        fputs(line, stdout);
+    if (f)
+        fclose(f);
+    printf("\nwritten: %s/results.md, results.csv, results.json, results.png (%.0f s)\n", a.out,
+           now_seconds() - t_start);
+    return errors ? 1 : 0;
+}
