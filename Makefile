@@ -162,7 +162,7 @@ deps:
 	@./deps.sh
 
 check: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all install-if-root
 	@test/run.sh
 
 demo: deps

@@ -121,11 +121,13 @@ int cmd_read(int argc, char **argv)
                 return fprintf(stderr, "imgset read: %s\n", imgset_error()), 2;
             break;
         case 'b':
-            if ((v = cli_parse_count("read", "--batch", optarg)) < 1) return 2;
+            if ((v = cli_parse_count("read", "--batch", optarg)) < 0) return 2;
+            if (v < 1) return fprintf(stderr, "imgset read: --batch must be at least 1\n"), 2;
             o.batch_size = (int32_t)(v > 1 << 20 ? 1 << 20 : v);
             break;
         case 'e':
-            if ((epochs = cli_parse_count("read", "--epochs", optarg)) < 1) return 2;
+            if ((epochs = cli_parse_count("read", "--epochs", optarg)) < 0) return 2;
+            if (epochs < 1) return fprintf(stderr, "imgset read: --epochs must be at least 1\n"), 2;
             break;
         case 'w':
             if ((v = cli_parse_count("read", "--workers", optarg)) < 0) return 2;
@@ -150,7 +152,8 @@ int cmd_read(int argc, char **argv)
             o.rank = (int32_t)(v > 1 << 20 ? 1 << 20 : v);
             break;
         case 'W':
-            if ((v = cli_parse_count("read", "--world", optarg)) < 1) return 2;
+            if ((v = cli_parse_count("read", "--world", optarg)) < 0) return 2;
+            if (v < 1) return fprintf(stderr, "imgset read: --world must be at least 1\n"), 2;
             o.world = (int32_t)(v > 1 << 20 ? 1 << 20 : v);
             break;
         case 'c': cold = 1; break;

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# test_bench.sh — a tiny imgset bench: every store x two shapes, results in four formats,
+# the embedded PostgreSQL cluster gone afterwards, cached data reused, Ctrl-C cleans up.
+set -u
+. "$(dirname "$0")/tap.sh"
+cd "$SCRATCH"
+
+clusters_before=$(ls -d /tmp/imgset-pg.* 2>/dev/null | wc -l)
+args=(--shapes cifar10,mixed --scale 0.002 --runs 2 --epochs 1 --out out)
+ok "bench runs every store on two shapes" "$IMGSET" bench "${args[@]}"
+ok "results.md, .csv, .json are written" test -s out/results.md -a -s out/results.csv -a -s out/results.json
+md=out/results.md
+ok "the table has a row per store" bash -c "for s in files mmap gpummap hdf5 pg; do grep -q \"^| \$s |\" $md || exit 1; done"
+ok "the machine line heads the report" grep -q '^machine: .*cores.*GiB memory' $md
+ok "every available store has an epoch time for cifar10" bash -c "
+    awk '/Average epoch seconds/ {t = 1} t && /^\\| (files|mmap|hdf5|pg) \\|/ {print; n++} n == 4 {exit}' $md |
+    awk -F'|' '{ if (\$3 !~ /^ [0-9]+\\.[0-9]+ \\([0-9.]+–[0-9.]+\\) \$/) bad = 1 } END { exit bad }'"
+if "$IMGSET" --help | grep -q '^  gpummap '; then
+    ok "gpummap without a device is n/a, never a number" bash -c "
+        nvidia-smi >/dev/null 2>&1 || grep -q '^| gpummap | n/a — no CUDA device' $md"
+else
+    ok "gpummap in a build without CUDA is n/a" grep -q '^| gpummap | n/a — built without CUDA' $md
+fi
+ok "the JSON is valid and has 10 cells with positive epoch seconds where measured" \
+    "$PYTHON" -c "
+import json, sys
+d = json.load(open('out/results.json'))
+cells = d['cells']
+assert len(cells) == 10, len(cells)
+for c in cells:
+    if not c['note']:
+        assert c['epoch_seconds']['median'] > 0 and c['read_images_per_s']['median'] > 0, c
+assert any(c['store'] == 'pg' and not c['note'] for c in cells), 'pg was not measured'
+"
+ok "the CSV has a row per measured metric" bash -c "grep -c '^mmap,cifar10,' out/results.csv | grep -qx 8"
+if command -v gnuplot >/dev/null; then
+    ok "results.png is a PNG" bash -c "head -c 8 out/results.png | od -An -c | grep -q 'P   N   G'"
+else
+    skip "results.png is a PNG" "gnuplot is not installed"
+fi
+ok "the embedded cluster is gone" bash -c "[ \$(ls -d /tmp/imgset-pg.* 2>/dev/null | wc -l) -le $clusters_before ]"
+
+ok "a second bench reuses the cached stores" bash -c "
+    '$IMGSET' bench --shapes cifar10 --stores files,hdf5 --scale 0.002 --runs 1 --epochs 1 --mode read --out out >/dev/null &&
+    grep -q '^| files | cached |' out/results.md && grep -q '^| hdf5 | cached |' out/results.md"
+
+"$IMGSET" bench --shapes tinyimagenet --scale 0.02 --runs 3 --out int >/dev/null 2>&1 &
+pid=$!
+sleep 4
+kill -INT $pid
+wait $pid
+rc=$?
+ok "Ctrl-C stops the bench (status $rc) and removes its cluster" bash -c "
+    [ $rc -ne 0 ] && sleep 1 && [ \$(ls -d /tmp/imgset-pg.* 2>/dev/null | wc -l) -le $clusters_before ] && [ ! -e int/results.md ]"
+fails_with "an unknown store is named" "nosuch" "$IMGSET" bench --stores mmap,nosuch
+fails_with "an unknown shape is named" "tiny" "$IMGSET" bench --shapes tiny
+ok "bench --help" bash -c "'$IMGSET' bench --help | grep -q usage"
+tap_done
