@@ -1,5 +1,6 @@
 /* gpu.cu — device probe, pinned and device memory, timed streams, gather and normalise kernels. */
 #include <cuda_runtime.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 extern "C" {
@@ -39,6 +40,23 @@ int gpu_require_device(const char *who)
         return imgset_fail("%s: no CUDA device (the NVIDIA driver sees no GPU)", who);
     return imgset_fail("%s: no CUDA device (%s: %s)", who, cudaGetErrorName(err),
                        cudaGetErrorString(err));
+}
+
+void gpu_describe(char *out, size_t n)
+{
+    cudaDeviceProp p;
+    int device = 0, runtime = 0, driver = 0;
+    cudaGetDevice(&device);
+    cudaRuntimeGetVersion(&runtime);
+    cudaDriverGetVersion(&driver);
+    if (cudaGetDeviceProperties(&p, device) != cudaSuccess) {
+        cudaGetLastError();
+        snprintf(out, n, "GPU: CUDA device %d (no properties)", device);
+        return;
+    }
+    snprintf(out, n, "GPU: %s, %.0f GiB, compute %d.%d, CUDA runtime %d.%d, driver %d.%d",
+             p.name, (double)p.totalGlobalMem / 1073741824.0, p.major, p.minor,
+             runtime / 1000, runtime % 1000 / 10, driver / 1000, driver % 1000 / 10);
 }
 
 void *gpu_host_alloc(size_t bytes)

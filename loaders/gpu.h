@@ -24,6 +24,10 @@ extern "C" {
 /* 0 when a CUDA device can be used; else -1 with imgset_fail("<who>: no CUDA device (why)"). */
 int gpu_require_device(const char *who);
 
+/* "GPU: <name>, <memory> GiB, compute X.Y, CUDA runtime / driver versions" for reports;
+ * call after gpu_require_device() succeeded. */
+void gpu_describe(char *out, size_t n);
+
 /* Pinned (page-locked) host memory, so that copies from it are asynchronous and fast.
  * Free with gpu_host_free() (NULL is fine). */
 void *gpu_host_alloc(size_t bytes);

@@ -16,6 +16,9 @@
 #include "digest.h"
 #include "error.h"
 #include "generate.h"
+#ifdef IMGSET_HAVE_CUDA
+#include "gpu.h"
+#endif
 #include "loader.h"
 #include "pgserver.h"
 #include "progress.h"
@@ -227,16 +230,15 @@ static void machine_line(const char *dir, char *out, size_t n)
     double disk_free = statvfs(dir, &vfs) == 0 ? (double)vfs.f_bavail * vfs.f_frsize / 1e9 : 0;
     struct utsname u;
     uname(&u);
-    char gpu[200] = "none";
+    char gpu[300] = "none (built without CUDA)";
 #ifdef IMGSET_HAVE_CUDA
-    if (store_ops_for_uri("gpummap:x")) {
-        LoaderOptions probe;
-        loader_options_default(&probe);
-        snprintf(gpu, sizeof gpu, "CUDA build (device: see the gpummap row)");
-    }
+    if (gpu_require_device("GPU") < 0)
+        snprintf(gpu, sizeof gpu, "%s", imgset_error());
+    else
+        gpu_describe(gpu, sizeof gpu);
 #endif
     snprintf(out, n,
-             "%s, %ld cores, %.0f GiB memory, %.0f GB free disk at %s, Linux %s; %s; GPU: %s",
+             "%s, %ld cores, %.0f GiB memory, %.0f GB free disk at %s, Linux %s; %s; %s",
              cpu, sysconf(_SC_NPROCESSORS_ONLN), (double)si.totalram * si.mem_unit / 1073741824.0,
              disk_free, dir, u.release, IMGSET_LIBRARY_VERSIONS, gpu);
 }
