@@ -92,13 +92,14 @@ endif
 UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 PGTEST_BIN := $(if $(HAVE_PG),$(BUILD)/pgtest/store_test)
+BENCH_BIN := $(BUILD)/bench/nn_speed
 FUZZ_SRC := $(if $(FUZZ_CC),$(wildcard test/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(BUILD)/fuzz/%)
 CFLAGS   += -Iloaders -Itrainer
 
 .PHONY: all check demo bench install install-if-root deps extension clean report
 .SECONDARY:
-all: report $(BUILD)/imgset $(UNIT_BIN) $(PGTEST_BIN) $(FUZZ_BIN) extension
+all: report $(BUILD)/imgset $(UNIT_BIN) $(PGTEST_BIN) $(BENCH_BIN) $(FUZZ_BIN) extension
 
 report:
 	@echo "imgset build: found: $(strip $(found))"
@@ -122,6 +123,11 @@ $(BUILD)/imgset: $(CLI_OBJ) $(BUILD)/libimgset.a
 $(BUILD)/test/%: test/unit/%.c test/unit/tap.h $(BUILD)/libimgset.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(BUILD)/libimgset.a $(LDLIBS)
+
+# Benchmark programs (test/bench/*.c): run by hand, never by make check.
+$(BUILD)/bench/%: test/bench/%.c $(BUILD)/libimgset.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libimgset.a $(LDLIBS)
 
 # C tests that need a PostgreSQL server; test/pg/run.sh runs them against its cluster.
 $(BUILD)/pgtest/%: test/pg/%.c test/unit/tap.h $(BUILD)/libimgset.a

@@ -98,8 +98,13 @@ static pthread_mutex_t hdf5_library_lock = PTHREAD_MUTEX_INITIALIZER;
 static herr_t hdf5_error_walk(unsigned n, const H5E_error2_t *err, void *context)
 {
     char *detail = context;
-    if (n == 0 && err->desc && err->desc[0])
+    if (n == 0 && err->desc && err->desc[0]) {
         snprintf(detail, 256, "%s", err->desc);
+        /* Some descriptions span lines (a write error carries a timestamp line): one line. */
+        for (char *p = detail; *p; p++)
+            if (*p == '\n')
+                *p = ' ';
+    }
     return 0;
 }
 
@@ -1361,19 +1366,32 @@ static void hdf5_abort(Store *s)
     Hdf5Store *h = s->impl;
     if (!h)
         return;
-    close_id(&h->file, H5Fclose);
-    if (h->temp_path)
-        unlink(h->temp_path);
+    /* Close the datasets before the file: a file closed first stays open inside HDF5 until
+     * its last object goes, and a flush that fails then (disk full) leaves it half-closed. */
+    char *temp = h->temp_path ? strdup(h->temp_path) : NULL;
     hdf5_release(h);
+    if (temp)
+        unlink(temp);
+    free(temp);
     s->impl = NULL;
 }
 
 /* The serial HDF5 library is not thread-safe, and loader workers each open their own Store:
  * every entry point that calls into the library holds hdf5_library_lock. read_image takes it
  * only on the chunked path; contiguous data is read with pread() and needs no lock. */
+/* HDF5 closes whatever is still open at exit; after a failed write (disk full) that close
+ * crashes inside the library, so we close our own objects and skip its exit handler. */
+static void hdf5_library_init(void)
+{
+    static int done;
+    if (!done++)
+        H5dont_atexit();
+}
+
 static int locked_open(Store *s, const char *location)
 {
     pthread_mutex_lock(&hdf5_library_lock);
+    hdf5_library_init();
     int rc = hdf5_open(s, location);
     pthread_mutex_unlock(&hdf5_library_lock);
     return rc;
@@ -1389,6 +1407,7 @@ static void locked_close(Store *s)
 static int locked_create(Store *s, const char *location, const DatasetInfo *info)
 {
     pthread_mutex_lock(&hdf5_library_lock);
+    hdf5_library_init();
     int rc = hdf5_create(s, location, info);
     pthread_mutex_unlock(&hdf5_library_lock);
     return rc;

@@ -195,6 +195,13 @@ static void print_epoch(void *ctx, const EpochReport *r)
     progress_start(&p->bar, "train");
 }
 
+/* Batch progress of the epoch on the printer's bar (ctx is the TrainPrinter). */
+static int print_progress(void *ctx, int64_t done, int64_t total)
+{
+    TrainPrinter *p = ctx;
+    return progress_update(&p->bar, done, total);
+}
+
 int cmd_train(int argc, char **argv)
 {
     static TrainArgs a;
@@ -204,8 +211,7 @@ int cmd_train(int argc, char **argv)
     static TrainPrinter printer;
     printer.args = &a;
     progress_start(&printer.bar, "train");
-    TrainCallbacks cb = {print_started, print_epoch, progress_update, &printer.bar};
-    cb.ctx = &printer;
+    TrainCallbacks cb = {print_started, print_epoch, print_progress, &printer};
     TrainRun run;
     int rc = train_run(&a.config, &cb, &run);
     progress_finish(&printer.bar);

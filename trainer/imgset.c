@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "error.h"
+#include "model.h"
 #include "progress.h"
 
 typedef struct Command {
@@ -41,6 +43,9 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    /* Debian's OpenBLAS may not know this CPU and fall back to slow kernels (model.h). */
+    if (model_blas_reexec(argv) < 0)
+        fprintf(stderr, "imgset: %s (continuing with the slower BLAS kernels)\n", imgset_error());
     interrupt_install();
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)

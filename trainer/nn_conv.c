@@ -10,7 +10,7 @@
 /* The unfolding loops need GCC's -O3 vectoriser (the build uses -O2); see nn_layers.c. Short
  * row copies stay inline loops rather than memcpy / memset calls. */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("O3", "no-tree-loop-distribute-patterns")
+#pragma GCC optimize("O3", "no-tree-loop-distribute-patterns", "fp-contract=off")
 #endif
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     !defined(__SANITIZE_THREAD__)   /* TSan cannot run ifunc resolvers at load time */

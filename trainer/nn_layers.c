@@ -8,10 +8,11 @@
 #include "rng.h"
 
 /* The element-wise loops need GCC's -O3 vectoriser (the build uses -O2), and the hottest get
- * AVX2 / AVX-512 clones picked at load time; results are the same in every clone (no
- * reassociation, and ISO C mode leaves multiply-adds uncontracted). */
+ * AVX2 / AVX-512 clones picked at load time; results are the same in every clone and in
+ * every build (no reassociation; multiply-adds never contracted, even where the build's
+ * flags would allow it, e.g. the extension's), so trainer and extension agree bit for bit. */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("O3", "no-tree-loop-distribute-patterns")
+#pragma GCC optimize("O3", "no-tree-loop-distribute-patterns", "fp-contract=off")
 #endif
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     !defined(__SANITIZE_THREAD__)   /* TSan cannot run ifunc resolvers at load time */

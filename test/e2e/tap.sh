@@ -2,7 +2,7 @@
 TAP_N=0
 TAP_FAILED=0
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/imgset-e2e.XXXXXX")
-trap 'rm -rf "$SCRATCH"' EXIT
+trap 'mountpoint -q "$SCRATCH/full" && umount "$SCRATCH/full"; rm -rf "$SCRATCH"' EXIT
 PYTHON=${PYTHON:-/usr/bin/python3}
 IMGSET=${IMGSET:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/imgset}
 

@@ -60,6 +60,21 @@ for cmd in gen import convert verify info; do
     ok "$cmd --help" bash -c "'$IMGSET' $cmd --help | grep -q usage"
 done
 
+# A full disk: a one-line error naming the file, nothing left behind (needs root for a
+# small tmpfs; skipped with the reason otherwise).
+mkdir -p "$SCRATCH/full"
+if mount -t tmpfs -o size=2m tmpfs "$SCRATCH/full" 2>/dev/null; then
+    for st in "${stores[@]}"; do
+        uri=$(location "$st" "full/out")
+        fails_with "a full disk during a $st write is named (No space left)" \
+            "No space left on device" "$IMGSET" gen --like cifar10 --train 3000 --test 10 --out "$uri"
+        ok "  and leaves nothing in the full file system" bash -c "[ -z \"\$(ls -A '$SCRATCH/full')\" ]"
+    done
+    umount "$SCRATCH/full"
+else
+    skip "a full disk during a write is named" "cannot mount a small tmpfs here (not root?)"
+fi
+
 # An interrupted write leaves nothing that looks like a store.
 for st in "${stores[@]}"; do
     uri=$(location "$st" "interrupted-$st")

@@ -1,0 +1,297 @@
+#!/usr/bin/python3
+"""make_reference.py — PyTorch reference tensors for test/unit/test_model.c.
+
+Builds each architecture of trainer/model.h in PyTorch (same layers, same state_dict names),
+fills the parameters and the input from a formula the C test reproduces exactly, and runs:
+  1. a training-mode forward, softmax cross-entropy (mean) and backward;
+  2. two steps of torch.optim.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+     (the second after a fresh forward/backward on the same batch);
+  3. an evaluation-mode forward.
+It writes, per case, test/reference/<case>.safetensors (our own loader reads it) holding:
+  labels (N) as F32, logits (N, K), loss (1), grad.<name> (every stride-th element of the
+  gradient of each trainable tensor, stride = max(1, numel // 256)), running.<name> (BN
+  running statistics after the first forward), loss2 (1), after.<name> (every stride-th
+  parameter after the two SGD steps), eval_logits (N, K).
+
+The formula (float32 arithmetic throughout, as the C test does it):
+  u = the SplitMix64 stream of loaders/rng.h, rng_make(REF_SEED, fnv1a64(name)), each draw
+      (next >> 40) * 2^-24;
+  conv / linear weight and bias: (2u - 1) * float32(1 / sqrt(fan_in)), fan_in = the
+      weight's numel / its first dimension;
+  BN weight: 0.5 + u; BN bias: (2u - 1) * 0.5; running_mean: (2u - 1) * 0.2;
+  running_var: 0.5 + u;
+  input x (N, C, H, W) in NCHW order: 2u - 1 from the stream named "input".
+Run it with Debian's python3-torch: /usr/bin/python3 test/reference/make_reference.py
+"""
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+REF_SEED = 20240601
+MASK = (1 << 64) - 1
+CASES = [
+    # name, arch, C, H, W, K, N
+    ("mlp", "mlp", 2, 3, 5, 5, 4),
+    ("cnn-small", "cnn-small", 3, 9, 7, 5, 4),
+    ("resnet8", "resnet8", 3, 8, 8, 5, 4),
+    ("resnet8-large", "resnet8", 1, 130, 130, 3, 2),
+    ("densenet-tiny", "densenet-tiny", 3, 8, 8, 5, 4),
+]
+SGD = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+
+def fnv1a64(name):
+    h = 0xCBF29CE484222325
+    for b in name.encode():
+        h = ((h ^ b) * 0x100000001B3) & MASK
+    return h
+
+
+def uniforms(stream, count):
+    """count draws of rng_uniform(rng_make(REF_SEED, stream)) as float32."""
+    state = (REF_SEED ^ ((stream * 0x9E3779B97F4A7C15) & MASK) ^ 0xD1B54A32D192ED03) & MASK
+    out = np.empty(count, dtype=np.float32)
+    for i in range(count):
+        state = (state + 0x9E3779B97F4A7C15) & MASK
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+        z ^= z >> 31
+        out[i] = np.float32((z >> 40) * (1.0 / 16777216.0))
+    return out
+
+
+def stem_shrink(H, W):
+    side = max(H, W)
+    stride = 2 if side > 64 else 1
+    side = (side + stride - 1) // stride
+    pools = 0
+    while side > 64:
+        side //= 2
+        pools += 1
+    return stride, pools
+
+
+class Mlp(nn.Module):
+    def __init__(self, C, H, W, K):
+        super().__init__()
+        self.fc1 = nn.Linear(C * H * W, 256)
+        self.fc2 = nn.Linear(256, 128)
+        self.fc3 = nn.Linear(128, K)
+
+    def forward(self, x):
+        x = torch.flatten(x, 1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+class CnnSmall(nn.Module):
+    def __init__(self, C, H, W, K):
+        super().__init__()
+        self.conv1 = nn.Conv2d(C, 32, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
+        self.fc1 = nn.Linear(64 * (H // 4) * (W // 4), 128)
+        self.fc2 = nn.Linear(128, K)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
+
+
+class ConvBn(nn.Module):
+    def __init__(self, cin, cout, k, stride, pad):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, stride=stride, padding=pad, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = ConvBn(cin, cout, 1, stride, 0) if stride != 1 or cin != cout else None
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + (self.shortcut(x) if self.shortcut is not None else x))
+
+
+class ResNet8(nn.Module):
+    def __init__(self, C, H, W, K):
+        super().__init__()
+        stride, self.pools = stem_shrink(H, W)
+        self.stem = ConvBn(C, 16, 3, stride, 1)
+        self.layer1 = BasicBlock(16, 16, 1)
+        self.layer2 = BasicBlock(16, 32, 2)
+        self.layer3 = BasicBlock(32, 64, 2)
+        self.fc = nn.Linear(64, K)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        for _ in range(self.pools):
+            x = F.max_pool2d(x, 2)
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class BnConv(nn.Module):
+    def __init__(self, cin, cout, k, pad):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(cin)
+        self.conv = nn.Conv2d(cin, cout, k, padding=pad, bias=False)
+
+    def forward(self, x):
+        return self.conv(F.relu(self.bn(x)))
+
+
+class DenseBlock(nn.Module):
+    def __init__(self, cin, growth, layers):
+        super().__init__()
+        for i in range(layers):
+            setattr(self, f"layer{i + 1}", BnConv(cin + i * growth, growth, 3, 1))
+        self.layers = layers
+
+    def forward(self, x):
+        for i in range(self.layers):
+            x = torch.cat([x, getattr(self, f"layer{i + 1}")(x)], 1)
+        return x
+
+
+class DenseNetTiny(nn.Module):
+    def __init__(self, C, H, W, K, growth=12, layers=3):
+        super().__init__()
+        stride, self.pools = stem_shrink(H, W)
+        self.stem = nn.Module()
+        self.stem.conv = nn.Conv2d(C, 2 * growth, 3, stride=stride, padding=1, bias=False)
+        c = 2 * growth
+        self.block1 = DenseBlock(c, growth, layers)
+        c += layers * growth
+        self.trans1 = BnConv(c, c // 2, 1, 0)
+        c //= 2
+        self.block2 = DenseBlock(c, growth, layers)
+        c += layers * growth
+        self.trans2 = BnConv(c, c // 2, 1, 0)
+        c //= 2
+        self.block3 = DenseBlock(c, growth, layers)
+        c += layers * growth
+        self.final_bn = nn.BatchNorm2d(c)
+        self.fc = nn.Linear(c, K)
+
+    def forward(self, x):
+        x = self.stem.conv(x)
+        for _ in range(self.pools):
+            x = F.max_pool2d(x, 2)
+        x = F.avg_pool2d(self.trans1(self.block1(x)), 2)
+        x = F.avg_pool2d(self.trans2(self.block2(x)), 2)
+        x = F.relu(self.final_bn(self.block3(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+ARCHS = {"mlp": Mlp, "cnn-small": CnnSmall, "resnet8": ResNet8, "densenet-tiny": DenseNetTiny}
+
+
+def fill_parameters(net):
+    """Set every parameter and BN buffer from the formula in the module docstring."""
+    one, two, half = np.float32(1), np.float32(2), np.float32(0.5)
+    state = net.state_dict()
+    with torch.no_grad():
+        for name, t in state.items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            prefix, kind = name.rsplit(".", 1)
+            u = uniforms(fnv1a64(name), t.numel())
+            weight = state.get(prefix + ".weight")
+            is_bn = (prefix + ".running_mean") in state
+            if is_bn:
+                if kind == "weight":
+                    v = half + u
+                elif kind == "bias":
+                    v = (two * u - one) * half
+                elif kind == "running_mean":
+                    v = (two * u - one) * np.float32(0.2)
+                else:
+                    v = half + u
+            else:
+                fan_in = weight.numel() // weight.shape[0]
+                bound = np.float32(1.0 / math.sqrt(fan_in))
+                v = (two * u - one) * bound
+            t.copy_(torch.from_numpy(v.reshape(tuple(t.shape))))
+
+
+def sampled(t):
+    flat = t.detach().reshape(-1)
+    return flat[:: max(1, flat.numel() // 256)].clone()
+
+
+def write_safetensors(path, tensors, metadata):
+    header, blobs, offset = {"__metadata__": metadata}, [], 0
+    for name, t in tensors.items():
+        data = t.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def make_case(name, arch, C, H, W, K, N, out_dir):
+    torch.manual_seed(0)
+    net = ARCHS[arch](C, H, W, K)
+    fill_parameters(net)
+    x = torch.from_numpy((np.float32(2) * uniforms(fnv1a64("input"), N * C * H * W) - np.float32(1)).reshape(N, C, H, W))
+    labels = torch.tensor([(3 * n + 1) % K for n in range(N)])
+    net.train()
+    out = {"labels": labels.to(torch.float32)}
+    logits = net(x)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    out["logits"], out["loss"] = logits.detach(), loss.detach().reshape(1)
+    for pname, p in net.named_parameters():
+        out["grad." + pname] = sampled(p.grad)
+    for bname, b in net.named_buffers():
+        if not bname.endswith("num_batches_tracked"):
+            out["running." + bname] = b.detach().clone()
+    opt = torch.optim.SGD(net.parameters(), **SGD)
+    opt.step()
+    opt.zero_grad()
+    loss2 = F.cross_entropy(net(x), labels)
+    loss2.backward()
+    opt.step()
+    out["loss2"] = loss2.detach().reshape(1)
+    for pname, p in net.named_parameters():
+        out["after." + pname] = sampled(p)
+    net.eval()
+    with torch.no_grad():
+        out["eval_logits"] = net(x)
+    meta = {"arch": arch, "channels": str(C), "height": str(H), "width": str(W), "classes": str(K),
+            "batch": str(N), "ref_seed": str(REF_SEED), "torch": torch.__version__,
+            "sgd": json.dumps(SGD)}
+    path = os.path.join(out_dir, name + ".safetensors")
+    write_safetensors(path, out, meta)
+    print(f"{path}: loss {loss.item():.6f} loss2 {loss2.item():.6f} ({os.path.getsize(path)} bytes)")
+
+
+def main():
+    torch.set_num_threads(1)
+    out_dir = os.path.dirname(os.path.abspath(__file__))
+    for case in CASES:
+        make_case(*case, out_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
