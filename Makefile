@@ -136,7 +136,7 @@ $(BUILD)/pgtest/%: test/pg/%.c test/unit/tap.h $(BUILD)/libimgset.a
 
 # Fuzz targets: libFuzzer + AddressSanitizer, the library compiled again with clang (C only,
 # without the CUDA parts).
-FUZZ_CFLAGS  := $(filter-out -O2 -DIMGSET_HAVE_CUDA,$(CFLAGS)) -O1
+FUZZ_CFLAGS  := $(filter-out -O2 -DIMGSET_HAVE_CUDA -Wno-format-truncation,$(CFLAGS)) -O1
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/fuzzobj/%.o)
 $(BUILD)/fuzzobj/%.o: %.c $(wildcard loaders/*.h trainer/*.h)
 	@mkdir -p $(dir $@)

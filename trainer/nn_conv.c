@@ -7,33 +7,7 @@
 #include <cblas.h>
 #endif
 
-/* The unfolding loops need GCC's -O3 vectoriser (the build uses -O2); see nn_layers.c. Short
- * row copies stay inline loops rather than memcpy / memset calls. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("O3", "no-tree-loop-distribute-patterns", "fp-contract=off")
-#endif
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    !defined(__SANITIZE_THREAD__)   /* TSan cannot run ifunc resolvers at load time */
-#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define VECTOR_CLONES
-#endif
-
-/* Sum of x[0..n-1] in 16 interleaved partial sums (vectorisable, the same order every time). */
-static float sum_floats(const float *x, size_t n)
-{
-    float acc[16] = {0};
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++)
-            acc[j] += x[i + j];
-    float s = 0.0f;
-    for (int j = 0; j < 16; j++)
-        s += acc[j];
-    for (; i < n; i++)
-        s += x[i];
-    return s;
-}
+#include "nn_simd.h"
 
 /* C (M, N) = alpha * op(A) (M, K) · op(B) (K, N) + beta * C, row-major, as cblas_sgemm. */
 static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
