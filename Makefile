@@ -92,7 +92,7 @@ endif
 UNIT_SRC := $(wildcard test/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
 PGTEST_BIN := $(if $(HAVE_PG),$(BUILD)/pgtest/store_test)
-BENCH_BIN := $(BUILD)/bench/nn_speed
+BENCH_BIN := $(patsubst test/bench/%.c,$(BUILD)/bench/%,$(wildcard test/bench/*.c))
 FUZZ_SRC := $(if $(FUZZ_CC),$(wildcard test/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(BUILD)/fuzz/%)
 CFLAGS   += -Iloaders -Itrainer
