@@ -373,3 +373,178 @@ RETURNS bigint
 AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION imgset_batch_count(bigint, integer, integer) IS
     'batches per rank in an epoch of n images (the last may be short; n % world images are dropped)';
+
+-- ---------------------------------------------------------------------------------------
+-- Models and in-database inference (infer.c)
+-- ---------------------------------------------------------------------------------------
+CREATE SEQUENCE model_version_seq;
+COMMENT ON SEQUENCE model_version_seq IS
+    'a new models.version for every model added or replaced (backends reload a model whose version changed)';
+
+CREATE TABLE models (
+    name        text PRIMARY KEY
+                CHECK (name ~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$'),
+    arch        text NOT NULL,
+    channels    integer NOT NULL CHECK (channels BETWEEN 1 AND 4),
+    height      integer NOT NULL CHECK (height BETWEEN 1 AND 16384),
+    width       integer NOT NULL CHECK (width BETWEEN 1 AND 16384),
+    classes     integer NOT NULL CHECK (classes >= 1),
+    class_names text[] NOT NULL
+                CHECK (cardinality(class_names) = classes AND array_ndims(class_names) = 1
+                       AND array_position(class_names, NULL) IS NULL),
+    parameters  bigint NOT NULL CHECK (parameters >= 0),
+    step        bigint NOT NULL CHECK (step >= 0),
+    bytes       bigint NOT NULL CHECK (bytes > 0),
+    chunks      integer NOT NULL CHECK (chunks >= 1),
+    sha256      bytea NOT NULL CHECK (octet_length(sha256) = 32),
+    version     bigint NOT NULL DEFAULT nextval('model_version_seq'),
+    created     timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE models IS
+    'trained models for imgset_predict(): architecture, input shape, classes; the checkpoint is in model_chunks';
+COMMENT ON COLUMN models.class_names IS 'class i is class_names[i + 1] (from the checkpoint, else ''0''..''K-1'')';
+COMMENT ON COLUMN models.bytes IS 'size of the safetensors checkpoint, stored in model_chunks';
+COMMENT ON COLUMN models.version IS 'changes whenever the model is replaced; backends cache a parsed model per version';
+
+CREATE TABLE model_chunks (
+    model    text NOT NULL REFERENCES models ON DELETE CASCADE ON UPDATE CASCADE,
+    chunk_no integer NOT NULL CHECK (chunk_no >= 0),
+    data     bytea NOT NULL CHECK (octet_length(data) BETWEEN 1 AND 67108864),
+    PRIMARY KEY (model, chunk_no)
+);
+-- Weights do not compress: keep them out of line without trying.
+ALTER TABLE model_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+COMMENT ON TABLE model_chunks IS
+    'the safetensors checkpoint of each model in chunks of at most 8 MB (add_model), in chunk_no order';
+
+SELECT pg_catalog.pg_extension_config_dump('models', '');
+SELECT pg_catalog.pg_extension_config_dump('model_chunks', '');
+SELECT pg_catalog.pg_extension_config_dump('model_version_seq', '');
+
+CREATE FUNCTION checkpoint_info(checkpoint bytea,
+                                OUT arch text, OUT channels integer, OUT height integer,
+                                OUT width integer, OUT classes integer, OUT class_names text[],
+                                OUT parameters bigint, OUT step bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'imgset_checkpoint_info' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION checkpoint_info(bytea) IS
+    'parse and check a safetensors checkpoint of imgset train: architecture, input shape, classes, trainable parameters, optimiser steps';
+
+CREATE FUNCTION add_model(name text, checkpoint bytea, replace boolean DEFAULT false)
+RETURNS models
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    chunk constant integer := 8388608;   -- 8 MB: no stored value comes near the 1 GB limit
+    info record;
+    n integer;
+    result @extschema@.models;
+BEGIN
+    IF name IS NULL OR checkpoint IS NULL OR replace IS NULL THEN
+        RAISE EXCEPTION 'add_model: name, checkpoint and replace must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF name !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$' THEN
+        RAISE EXCEPTION 'add_model: invalid model name "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A name has 1 to 64 letters, digits, "_", "." or "-" and does not start with "." or "-".';
+    END IF;
+    info := @extschema@.checkpoint_info(checkpoint);   -- the whole file checked before it is stored
+    n := (octet_length(checkpoint) + chunk - 1) / chunk;
+    PERFORM 1 FROM @extschema@.models m WHERE m.name = name FOR UPDATE;
+    IF FOUND THEN
+        IF NOT replace THEN
+            RAISE EXCEPTION 'add_model: model "%" already exists', name
+                USING ERRCODE = 'duplicate_object',
+                      HINT = 'Pass replace => true to replace it.';
+        END IF;
+        DELETE FROM @extschema@.model_chunks c WHERE c.model = name;
+        UPDATE @extschema@.models m
+           SET arch = info.arch, channels = info.channels, height = info.height,
+               width = info.width, classes = info.classes, class_names = info.class_names,
+               parameters = info.parameters, step = info.step,
+               bytes = octet_length(checkpoint), chunks = n, sha256 = sha256(checkpoint),
+               version = nextval('@extschema@.model_version_seq'), created = now()
+         WHERE m.name = name
+        RETURNING * INTO result;
+    ELSE
+        INSERT INTO @extschema@.models (name, arch, channels, height, width, classes, class_names,
+                                        parameters, step, bytes, chunks, sha256)
+        VALUES (name, info.arch, info.channels, info.height, info.width, info.classes,
+                info.class_names, info.parameters, info.step, octet_length(checkpoint), n,
+                sha256(checkpoint))
+        RETURNING * INTO result;
+    END IF;
+    INSERT INTO @extschema@.model_chunks (model, chunk_no, data)
+    SELECT name, i, substring(checkpoint FROM i * chunk + 1 FOR chunk)
+    FROM generate_series(0, n - 1) i;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION add_model(text, bytea, boolean) IS
+    'store a checkpoint of imgset train as model name (checked first, kept in 8 MB chunks); replace => true replaces an existing one';
+
+CREATE FUNCTION drop_model(name text) RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    DELETE FROM @extschema@.models m WHERE m.name = name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'drop_model: model "%" does not exist', name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION drop_model(text) IS 'remove a model and its checkpoint';
+
+-- Inference reads imgset.models / model_chunks as the caller, so the functions are STABLE.
+-- COST: one forward pass is worth thousands of operators; it lets the planner use parallel
+-- workers for a prediction over a whole split.
+CREATE FUNCTION imgset_predict(model text, img imgtensor) RETURNS integer
+    AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT PARALLEL SAFE COST 5000;
+COMMENT ON FUNCTION imgset_predict(text, imgtensor) IS
+    'the class index the model predicts for the image (argmax of the logits)';
+CREATE FUNCTION imgset_predict_label(model text, img imgtensor) RETURNS text
+    AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT PARALLEL SAFE COST 5000;
+COMMENT ON FUNCTION imgset_predict_label(text, imgtensor) IS
+    'the class name the model predicts for the image';
+CREATE FUNCTION imgset_forward(model text, img imgtensor) RETURNS real[]
+    AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT PARALLEL SAFE COST 5000;
+COMMENT ON FUNCTION imgset_forward(text, imgtensor) IS
+    'the model''s logits for the image, one per class (bit for bit those of imgset predict)';
+CREATE FUNCTION imgset_proba(model text, img imgtensor) RETURNS real[]
+    AS 'MODULE_PATHNAME' LANGUAGE C STABLE STRICT PARALLEL SAFE COST 5000;
+COMMENT ON FUNCTION imgset_proba(text, imgtensor) IS
+    'the softmax of the model''s logits for the image: class probabilities';
+
+CREATE FUNCTION imgset_predict_batch(model text, batch bytea, group_size integer DEFAULT 1)
+RETURNS integer[]
+AS 'MODULE_PATHNAME', 'imgset_predict_batch_packed' LANGUAGE C STABLE STRICT PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION imgset_predict_batch(text, bytea, integer) IS
+    'the predicted class of every image of a packed batch (imgset_batch_packed), evaluated in groups of group_size images';
+CREATE FUNCTION imgset_predict_batch(model text, batch batch, group_size integer DEFAULT 1)
+RETURNS integer[]
+AS 'MODULE_PATHNAME', 'imgset_predict_batch_composite' LANGUAGE C STABLE STRICT PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION imgset_predict_batch(text, batch, integer) IS
+    'the predicted class of every image of an imgset_batch value, evaluated in groups of group_size images';
+CREATE FUNCTION imgset_forward_batch(model text, batch bytea, group_size integer DEFAULT 1)
+RETURNS real[]
+AS 'MODULE_PATHNAME', 'imgset_forward_batch_packed' LANGUAGE C STABLE STRICT PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION imgset_forward_batch(text, bytea, integer) IS
+    'the logits (N×K) of every image of a packed batch, evaluated in groups of group_size images';
+CREATE FUNCTION imgset_forward_batch(model text, batch batch, group_size integer DEFAULT 1)
+RETURNS real[]
+AS 'MODULE_PATHNAME', 'imgset_forward_batch_composite' LANGUAGE C STABLE STRICT PARALLEL SAFE COST 100000;
+COMMENT ON FUNCTION imgset_forward_batch(text, batch, integer) IS
+    'the logits (N×K) of every image of an imgset_batch value, evaluated in groups of group_size images';
+
+CREATE FUNCTION imgset_model_cache(OUT name text, OUT version bigint, OUT bytes bigint,
+                                   OUT load_ms double precision, OUT calls bigint, OUT blas text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME' LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED ROWS 16;
+COMMENT ON FUNCTION imgset_model_cache() IS
+    'the models this backend holds parsed: version, memory, load time in ms, calls served, and the OpenBLAS kernel';

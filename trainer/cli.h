@@ -14,6 +14,8 @@ int cmd_info(int argc, char **argv);
 int cmd_read(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 
 /* Print "imgset CMD: <message>" on stderr and return 1. */
 int cli_error(const char *cmd, const char *message);

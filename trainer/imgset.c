@@ -22,6 +22,8 @@ static const Command commands[] = {
     {"read", cmd_read, "loader-only throughput: images/s, MB/s, data-wait per batch"},
     {"train", cmd_train, "train a CNN through any store; per-epoch time, data-wait, accuracy"},
     {"bench", cmd_bench, "every store x every data-set shape: the table of epoch seconds"},
+    {"predict", cmd_predict, "classify a split with a checkpoint (the in-database path's twin)"},
+    {"model", cmd_model, "model push CKPT --db URI --name NAME: put a model into the database"},
 };
 
 static void usage(FILE *out)

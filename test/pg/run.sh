@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # run.sh — the PostgreSQL suite, against a throwaway cluster it starts and stops itself:
 # pg_regress (sql/, expected/), pgTAP files (test/pg/*.pg) through pg_prove, the libpq wire and
-# fuzz test, the postgresql:// store test, and the CLI round trip. Prints TAP: one line per
-# pg_regress test, every pgTAP/C test line renumbered, then the plan; exits non-zero on failure.
+# fuzz test, the postgresql:// store test, the CLI round trip, and the inference identity test.
+# Prints TAP: one line per pg_regress test, every pgTAP/C test line renumbered, then the plan;
+# exits non-zero on failure.
 # Run as root it installs the extension first (make -C extension install).
 set -u
 cd "$(dirname "$0")/../.."
@@ -77,7 +78,7 @@ fi
 psql_q() { "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 # 3. pg_regress: one line per test.
-REGRESS_TESTS="imgtensor_io imgtensor_cast imgtensor_ops dataset batch"
+REGRESS_TESTS="imgtensor_io imgtensor_cast imgtensor_ops dataset batch model"
 mkdir -p "$WORK/regress"
 "$PG_REGRESS" --inputdir="$ROOT" --outputdir="$WORK/regress" --bindir="$BINDIR" \
     --host="$PGHOST" --port="$PGPORT" --user="$PGUSER" --dbname=imgset_regress \
@@ -151,7 +152,19 @@ else
     [ "$status" -eq 0 ] || tap_fail "cli_roundtrip.sh exited with $status"
 fi
 
-# 7. The server survived everything.
+# 7. In-database inference equals the CLI's, bit for bit (needs the CLI's predict / model).
+if [ ! -x "$IMGSET" ]; then
+    tap_skip "inference identity (imgset predict = imgset_predict)" "no $IMGSET (build the CLI first)"
+else
+    psql_q -d postgres -c "CREATE DATABASE imgset_infer" &&
+        psql_q -d imgset_infer -c "CREATE EXTENSION pg_imgset"
+    IMGSET=$IMGSET WORK=$WORK PSQL="$BINDIR/psql" bash test/pg/predict_identity.sh >"$WORK/tap.out" 2>&1
+    status=$?
+    relay identity <"$WORK/tap.out"
+    [ "$status" -eq 0 ] || tap_fail "predict_identity.sh exited with $status"
+fi
+
+# 8. The server survived everything.
 if "$BINDIR/psql" -X -Atc "SELECT 1" -d postgres >/dev/null 2>&1 &&
         ! grep -qE "terminated by signal|PANIC|was terminated" "$CLUSTER/server.log"; then
     tap_ok "the server is up and no backend crashed"
