@@ -34,9 +34,8 @@ start=$SECONDS
 "$BINDIR/psql" -Xq -c "VACUUM ANALYZE imgset.load_train"
 echo "# generated and loaded $TRAIN $SHAPE images in $((SECONDS - start)) s"
 
-cc -O2 -std=c11 -D_GNU_SOURCE -I"$(pg_config --includedir)" -o "$WORK/bench_batch" \
-    test/pg/bench_batch.c loaders/permute.c -L"$(pg_config --libdir)" -lpq
-"$WORK/bench_batch" "host=$PGHOST port=$PGPORT dbname=postgres" load "$BATCH" 4 10000 5
+[ -x build/pgtest/bench_batch ] || { echo "load.sh: run make first (build/pgtest/bench_batch)" >&2; exit 1; }
+build/pgtest/bench_batch "host=$PGHOST port=$PGPORT dbname=postgres" load "$BATCH" 4 10000 5
 
 # pgbench: random batches of random epochs, every client in its own backend.
 batches=$("$BINDIR/psql" -XAtc "SELECT imgset.imgset_batch_count(count, $BATCH) FROM imgset.splits WHERE dataset = 'load' AND split = 'train'")
