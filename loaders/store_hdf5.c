@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <hdf5.h>
+#include <zlib.h>
 
 #include "error.h"
 
@@ -66,6 +67,7 @@ typedef struct Hdf5Split {
     hid_t file_space;        /* reader: the images dataspace, for hyperslab reads */
     hid_t memory_space;      /* reader, fixed: (1,H,W,C) or (1,H,W) like the file's */
     int64_t raw_offset;      /* reader: file offset of contiguous image data, or -1 */
+    int deflate_chunks;      /* reader: one deflate-only chunk per image (see read_chunk) */
     int32_t *labels_read;    /* reader: (N,) */
     int64_t *labels_written; /* writer: (N,) until the split is finished */
     int64_t *offsets;        /* ragged: (N+1,) */
@@ -82,7 +84,8 @@ typedef struct Hdf5Store {
     hid_t file;
     int fd;                  /* reader: the file again, for pread() of contiguous data */
     int gzip_level;          /* writer: 0 = contiguous layout */
-    uint8_t *batch;          /* writer: (batch_capacity,) images waiting for one write */
+    uint8_t *batch;          /* writer: (batch_capacity,) images waiting for one write;
+                              * reader: one compressed chunk */
     size_t batch_capacity;
     size_t batch_used;
     int batch_images;
@@ -616,6 +619,77 @@ static int locate_raw_data(Hdf5Store *h, Hdf5Split *sp, size_t total, const char
     return 0;
 }
 
+/*
+ * gzip files with one image per chunk (h5py's chunks=(1,H,W,C), compression='gzip', and our
+ * writer's) skip HDF5's filter pipeline: read_chunk() fetches the stored bytes with
+ * H5Dread_chunk under the library lock (a few µs) and inflates them with zlib outside it, so
+ * loader workers decompress in parallel. Any other layout or filter keeps the HDF5 path.
+ */
+static void check_deflate_chunks(Hdf5Split *sp, int rank, const hsize_t *dims)
+{
+    hid_t create = H5Dget_create_plist(sp->images);
+    hsize_t chunk[4] = {0, 0, 0, 0};
+    unsigned flags, config;
+    size_t nvalues = 0;
+    sp->deflate_chunks =
+        create >= 0 && H5Pget_layout(create) == H5D_CHUNKED &&
+        H5Pget_chunk(create, 4, chunk) == rank && chunk[0] == 1 && chunk[1] == dims[1] &&
+        chunk[2] == dims[2] && (rank == 3 || chunk[3] == dims[3]) &&
+        H5Pget_nfilters(create) == 1 &&
+        H5Pget_filter2(create, 0, &flags, &nvalues, NULL, 0, NULL, &config) == H5Z_FILTER_DEFLATE;
+    if (create >= 0)
+        H5Pclose(create);
+    H5Eclear2(H5E_DEFAULT);
+}
+
+/* Read image `index` from its own deflate chunk; 1 when the chunk was never written (the
+ * caller then lets HDF5 supply the fill value), 0 done, -1 error. */
+static int read_chunk(Hdf5Store *h, Hdf5Split *sp, int split, int64_t index, uint8_t *dst,
+                      size_t bytes)
+{
+    hsize_t at[4] = {(hsize_t)index, 0, 0, 0}, stored = 0;
+    uint32_t mask = 0;
+    pthread_mutex_lock(&hdf5_library_lock);
+    int rc = H5Dget_chunk_storage_size(sp->images, at, &stored) < 0 ? -1 : 0;
+    if (rc == 0 && stored > 0 && stored <= (hsize_t)64 << 20 && stored > h->batch_capacity) {
+        uint8_t *bigger = realloc(h->batch, (size_t)stored);
+        if (bigger) {
+            h->batch = bigger;
+            h->batch_capacity = (size_t)stored;
+        }
+    }
+    if (rc == 0 && stored > 0 && stored <= h->batch_capacity)
+        rc = H5Dread_chunk(sp->images, H5P_DEFAULT, at, &mask, h->batch) < 0 ? -1 : 0;
+    if (rc < 0)
+        rc = hdf5_fail(h, "/%s/images: cannot read the chunk of image %lld", split_names[split],
+                       (long long)index);
+    H5Eclear2(H5E_DEFAULT);
+    pthread_mutex_unlock(&hdf5_library_lock);
+    if (rc < 0)
+        return -1;
+    if (stored == 0)
+        return 1;
+    if (stored > h->batch_capacity)
+        return imgset_fail("%s: /%s/images chunk of image %lld is %llu bytes, too large",
+                           h->uri, split_names[split], (long long)index,
+                           (unsigned long long)stored);
+    if (mask & 1) {   /* the deflate filter was skipped for this chunk: stored as is */
+        if (stored != bytes)
+            return imgset_fail("%s: /%s/images chunk of image %lld holds %llu bytes, not %zu",
+                               h->uri, split_names[split], (long long)index,
+                               (unsigned long long)stored, bytes);
+        memcpy(dst, h->batch, bytes);
+        return 0;
+    }
+    uLongf out = (uLongf)bytes;
+    int zrc = uncompress(dst, &out, h->batch, (uLong)stored);
+    if (zrc != Z_OK || out != bytes)
+        return imgset_fail("%s: /%s/images image %lld: corrupt gzip chunk (%s)", h->uri,
+                           split_names[split], (long long)index,
+                           zrc == Z_OK ? "too short" : zError(zrc));
+    return 0;
+}
+
 /* Check the images dataset's element type: uint8. */
 static int check_images_type(Hdf5Store *h, hid_t images, const char *split_name)
 {
@@ -753,6 +827,8 @@ static int open_split(Hdf5Store *h, int split)
     }
     if (locate_raw_data(h, sp, total, name) < 0)
         return -1;
+    if (!sp->ragged && sp->raw_offset < 0)
+        check_deflate_chunks(sp, rank, dims);
 
     hid_t labels = open_dataset(h, name, "labels", &rank, dims);
     if (labels < 0)
@@ -977,6 +1053,11 @@ static int hdf5_read_image(Store *s, int split, int64_t index, uint8_t *dst, siz
     int64_t start = sp->ragged ? sp->offsets[index] : index * (int64_t)bytes;
     if (sp->raw_offset >= 0)
         return pread_exact(h, dst, bytes, sp->raw_offset + start);
+    if (sp->deflate_chunks) {
+        int rc = read_chunk(h, sp, split, index, dst, bytes);
+        if (rc <= 0)
+            return rc;
+    }
 
     /* Chunked, compressed or never written: a hyperslab read through HDF5, which is not
      * thread-safe: one call at a time in the process (loader workers each have a Store). */

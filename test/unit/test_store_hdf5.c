@@ -458,6 +458,38 @@ static void remove_tree(const char *dir)
     rmdir(dir);
 }
 
+/* Overwrite the stored (compressed) chunk of train image 2 of b.h5 with garbage: reading it
+ * is an error naming the image; its neighbours still read. */
+static void corrupt_gzip_chunk(void)
+{
+    const char *path = in_dir("b.h5");
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "/train/images", H5P_DEFAULT);
+    hsize_t at[4] = {2, 0, 0, 0}, size = 0;
+    unsigned mask;
+    haddr_t address = HADDR_UNDEF;
+    H5Dget_chunk_info_by_coord(d, at, &mask, &address, &size);
+    H5Dclose(d);
+    H5Fclose(f);
+    FILE *file = fopen(path, "r+b");
+    int patched = file && address != HADDR_UNDEF && size > 8 &&
+                  fseek(file, (long)address + 2, SEEK_SET) == 0 && fwrite("garbage!", 1, 8, file) == 8;
+    if (file)
+        fclose(file);
+    if (!ok(patched, "corrupt the gzip chunk of train image 2"))
+        return;
+    Store *s = store_open(hdf5_uri("b.h5", ""));
+    uint8_t buf[9 * 11 * 3];
+    ImageShape shape;
+    int32_t label;
+    ok(s && store_read_image(s, SPLIT_TRAIN, 2, buf, sizeof buf, &shape, &label) < 0 &&
+           strstr(imgset_error(), "image 2") && strstr(imgset_error(), "gzip"),
+       "a corrupt gzip chunk is an error naming the image: %s", imgset_error());
+    ok(s && store_read_image(s, SPLIT_TRAIN, 1, buf, sizeof buf, &shape, &label) == 0,
+       "the image beside it still reads");
+    store_close(s);
+}
+
 int main(void)
 {
     snprintf(test_dir, sizeof test_dir, "%s/imgset-hdf5-XXXXXX",
@@ -491,6 +523,7 @@ int main(void)
        "fixed gzip: /train/images is chunked (1,9,11,3) with one filter");
     ok(access(in_dir("b.h5?compression=gzip"), F_OK) != 0, "fixed gzip: no file named with '?'");
     ok(check_set(hdf5_uri("b.h5", ""), &info) == 0, "fixed gzip: reads back without the option");
+    corrupt_gzip_chunk();
     dataset_info_free(&info);
 
     /* Images across several write batches, and one image larger than the batch buffer. */
