@@ -120,6 +120,24 @@ static void test_transforms(void)
     transform_to_float(f, px, 2, 1, 1, 2, mean, std);
     ok(f[0] == -1.0f && f[1] == 1.0f && f[2] == 1.0f && f[3] == -1.0f,
        "to_float maps 0..255 to -1..1 and goes channels-first");
+
+    /* The RGB fast path gives exactly (x * (1 / (255 std)) + (-mean / std)), channels-first. */
+    enum { N = 2, H = 5, W = 7 };
+    uint8_t rgb[N * H * W * 3];
+    float fast[N * 3 * H * W], m3[3] = {0.4914f, 0.4822f, 0.4465f}, s3[3] = {0.247f, 0.243f, 0.261f};
+    for (size_t i = 0; i < sizeof rgb; i++)
+        rgb[i] = (uint8_t)(i * 37 + 11);
+    transform_to_float(fast, rgb, N, H, W, 3, m3, s3);
+    int same = 1;
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < 3; k++) {
+            volatile float a = 1.0f / (255.0f * s3[k]), b = -m3[k] / s3[k];
+            for (int p = 0; p < H * W; p++) {
+                volatile float prod = (float)rgb[(i * H * W + p) * 3 + k] * a;
+                same &= fast[(i * 3 + k) * H * W + p] == prod + b;
+            }
+        }
+    ok(same, "RGB to_float equals the per-element formula bit for bit, channels-first");
 }
 
 /* Read every batch of an epoch and digest indices + labels + pixels. */
