@@ -3,7 +3,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 
 #include "codec.h"
 #include "error.h"
+#include "fsutil.h"
 #include "rng.h"
 
 #define CLASSES_FILE "classes.txt"
@@ -848,18 +848,10 @@ typedef struct FilesWriter {
     size_t path_capacity;
 } FilesWriter;
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 /* Remove a folder tree we created; errors are ignored (this is cleanup). */
 static void remove_tree(const char *dir)
 {
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    (void)fs_remove_tree(dir);
 }
 
 static void writer_free(Store *s)

@@ -1,6 +1,7 @@
 /* cmd_bench.c — `imgset bench`: every store x every data-set shape; the results table of
  * average epoch seconds, loader-only throughput and AU, as Markdown, CSV, JSON and a plot. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,11 +11,13 @@
 #include <sys/statvfs.h>
 #include <sys/sysinfo.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "digest.h"
 #include "error.h"
+#include "fsutil.h"
 #include "generate.h"
 #ifdef IMGSET_HAVE_CUDA
 #include "gpu.h"
@@ -285,10 +288,33 @@ static int write_text(const char *path, const char *text)
 /* Remove a store's files (a cached copy whose digest no longer matches). */
 static void remove_path(const char *path)
 {
-    char cmd[2200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    if (system(cmd) != 0)
-        fprintf(stderr, "imgset bench: could not remove %s\n", path);
+    if (fs_remove_tree(path) < 0)
+        fprintf(stderr, "imgset bench: %s\n", imgset_error());
+}
+
+/* Run argv[0] (found on PATH) in folder dir with stderr to log_name there; its exit status,
+ * 127 when the program is not installed. No shell is involved. */
+static int run_in(const char *dir, char *const argv[], const char *log_name)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        if (chdir(dir) != 0)
+            _exit(126);
+        int fd = open(log_name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 /* Make uri hold the data set whose digest is `digest`, from source_uri (or the generator
@@ -526,8 +552,6 @@ static void json_spread(FILE *f, const char *name, const Spread *s, int last)
 /* Grouped bars of epoch seconds and loader images/s (log axis) with gnuplot, if present. */
 static const char *plot(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES])
 {
-    if (system("command -v gnuplot >/dev/null 2>&1") != 0)
-        return "no plot: gnuplot is not installed (apt-get install gnuplot-nox)";
     char path[1200];
     snprintf(path, sizeof path, "%s/results.dat", a->out);
     FILE *f = fopen(path, "w");
@@ -558,27 +582,28 @@ static const char *plot(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES])
         return "no plot: cannot write results.gp";
     fprintf(f,
             "set terminal pngcairo size 1400,560 font ',11'\n"
-            "set output '%s/results.png'\n"
+            "set output 'results.png'\n"
             "set datafile missing 'NaN'\n"
             "set style data histograms\nset style histogram clustered gap 1\n"
             "set style fill solid 0.85 border -1\nset key top left\nset grid ytics\n"
             "set multiplot layout 1,2\n"
             "set title 'Average epoch seconds (training), lower is better'\n"
             "set ylabel 'seconds'\n"
-            "plot '%s/results.dat' ",
-            a->out, a->out);
+            "plot 'results.dat' ");
     for (int i = 0; i < a->nstores; i++)
         fprintf(f, "%s using %d:xtic(1) title '%s'", i ? ", ''" : "", 2 + i, a->stores[i]);
     fprintf(f, "\nset title 'Loader only: images/s (log scale), higher is better'\n"
-               "set ylabel 'images/s'\nset logscale y\nplot '%s/results.dat' ", a->out);
+               "set ylabel 'images/s'\nset logscale y\nplot 'results.dat' ");
     for (int i = 0; i < a->nstores; i++)
         fprintf(f, "%s using %d:xtic(1) title '%s'", i ? ", ''" : "", 2 + a->nstores + i,
                 a->stores[i]);
     fprintf(f, "\nunset multiplot\n");
     fclose(f);
-    char cmd[1300];
-    snprintf(cmd, sizeof cmd, "gnuplot '%s/results.gp' 2>'%s/gnuplot.log'", a->out, a->out);
-    if (system(cmd) != 0)
+    char *argv[] = {"gnuplot", "results.gp", NULL};
+    int rc = run_in(a->out, argv, "gnuplot.log");
+    if (rc == 127)
+        return "no plot: gnuplot is not installed (apt-get install gnuplot-nox)";
+    if (rc != 0)
         return "no plot: gnuplot failed (see gnuplot.log)";
     return "results.png";
 }
@@ -713,9 +738,9 @@ int cmd_bench(int argc, char **argv)
     if (usage)
         return usage < 0 ? 0 : usage;
     char path[1200];
-    snprintf(path, sizeof path, "mkdir -p '%s/data'", a.out);
-    if (system(path) != 0)
-        return cli_error("bench", "cannot create the output folder");
+    snprintf(path, sizeof path, "%s/data", a.out);
+    if (fs_make_dirs(path) < 0)
+        return cli_error("bench", imgset_error());
 
     static Cell cells[MAX_STORES][MAX_SHAPES];
     int64_t counts[MAX_SHAPES][2];

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "fsutil.h"
 
 #ifdef IMGSET_HAVE_LIBPQ
 #include <libpq-fe.h>
@@ -106,10 +107,6 @@ static void tail_of(const char *path, char *out, size_t n)
             *p = ' ';
 }
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    return remove(path);
-}
 
 /* chown every entry of the cluster folder to the owner. */
 static uid_t chown_uid;
@@ -249,7 +246,7 @@ void pgserver_stop(PgServer *s)
             fclose(f);
     }
     s->running = 0;
-    nftw(s->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    (void)fs_remove_tree(s->dir);   /* cleanup: the server is stopped either way */
     s->dir[0] = '\0';
     for (int i = 0; i < MAX_SERVERS; i++)
         if (started[i] == s)

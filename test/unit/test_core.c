@@ -2,10 +2,12 @@
  * and the digest, using an in-memory fake store. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dataset.h"
 #include "digest.h"
 #include "error.h"
+#include "fsutil.h"
 #include "permute.h"
 #include "store.h"
 #include "tap.h"
@@ -163,6 +165,24 @@ static void test_sizes(void)
     ok(split_from_name("test") == SPLIT_TEST && split_from_name("val") < 0, "split names");
 }
 
+static void test_fsutil(void)
+{
+    char dir[] = "/tmp/imgset-fsutil.XXXXXX", deep[256], file[300];
+    if (!ok(mkdtemp(dir) != NULL, "make a scratch folder"))
+        return;
+    snprintf(deep, sizeof deep, "%s/a/b'c/d", dir);
+    ok(fs_make_dirs(deep) == 0 && fs_make_dirs(deep) == 0,
+       "fs_make_dirs makes nested folders (a quote in a name is fine) and is idempotent");
+    snprintf(file, sizeof file, "%s/x", deep);
+    FILE *f = fopen(file, "w");
+    if (f)
+        fclose(f);
+    ok(fs_make_dirs(file) < 0 && strstr(imgset_error(), "not a folder"),
+       "fs_make_dirs over a file is an error: %s", imgset_error());
+    ok(fs_remove_tree(dir) == 0 && access(dir, F_OK) != 0, "fs_remove_tree removes it all");
+    ok(fs_remove_tree(dir) == 0, "removing a missing tree is fine");
+}
+
 int main(void)
 {
     test_uris();
@@ -170,5 +190,6 @@ int main(void)
     test_permutation();
     test_digest();
     test_sizes();
+    test_fsutil();
     return tap_done();
 }
