@@ -43,7 +43,7 @@ const StoreOps *const *store_backends(void)
 static int has_scheme(const char *uri, const char *scheme)
 {
     size_t n = strlen(scheme);
-    return scheme && strncmp(uri, scheme, n) == 0 && uri[n] == ':';
+    return strncmp(uri, scheme, n) == 0 && uri[n] == ':';
 }
 
 const StoreOps *store_ops_for_uri(const char *uri)

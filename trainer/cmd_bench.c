@@ -549,6 +549,15 @@ static void json_spread(FILE *f, const char *name, const Spread *s, int last)
         fprintf(f, "\"%s\": null%s", name, last ? "" : ", ");
 }
 
+/* One column of results.dat: the median, or NaN (gnuplot's "missing") for an n/a cell. */
+static void dat_value(FILE *f, const Cell *c, const Spread *s)
+{
+    if (s->n && !c->note[0])
+        fprintf(f, " %.6g", s->median);
+    else
+        fprintf(f, " NaN");
+}
+
 /* Grouped bars of epoch seconds and loader images/s (log axis) with gnuplot, if present. */
 static const char *plot(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES])
 {
@@ -566,13 +575,9 @@ static const char *plot(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES])
     for (int j = 0; j < a->nshapes; j++) {
         fprintf(f, "%s", a->shapes[j]);
         for (int i = 0; i < a->nstores; i++)
-            fprintf(f, " %s", cells[i][j].epoch_seconds.n && !cells[i][j].note[0] ? "" : "NaN"),
-                fprintf(f, cells[i][j].epoch_seconds.n && !cells[i][j].note[0] ? "%.6g" : "",
-                        cells[i][j].epoch_seconds.median);
+            dat_value(f, &cells[i][j], &cells[i][j].epoch_seconds);
         for (int i = 0; i < a->nstores; i++)
-            fprintf(f, " %s", cells[i][j].read_rate.n && !cells[i][j].note[0] ? "" : "NaN"),
-                fprintf(f, cells[i][j].read_rate.n && !cells[i][j].note[0] ? "%.6g" : "",
-                        cells[i][j].read_rate.median);
+            dat_value(f, &cells[i][j], &cells[i][j].read_rate);
         fprintf(f, "\n");
     }
     fclose(f);

@@ -638,13 +638,13 @@ static void batchnorm_phase(const Pass *p, const ModelOp *op, int t, int backwar
                              p->act[op->in], gamma, mean, invstd, N, a->c, HW, c0, c1);
 }
 
-/* One phase of a forward: thread t's part of the current segment. */
-static void forward_phase(void *arg, int t)
+/* Thread t's part of the current segment: its share of the batch in chunks, ops in order
+ * (forward) or in reverse (backward); a batch-statistics segment is split by channels. */
+static void segment_phase(const Pass *p, int t, int backward)
 {
-    const Pass *p = arg;
     const ModelGraph *g = p->g;
     if (p->seg_kind == SEG_BATCH) {
-        batchnorm_phase(p, &g->ops[p->seg_begin], t, 0);
+        batchnorm_phase(p, &g->ops[p->seg_begin], t, backward);
         return;
     }
     int n0, n1;
@@ -652,28 +652,23 @@ static void forward_phase(void *arg, int t)
     int chunk = p->seg_kind == SEG_SAMPLE ? p->chunk : n1 - n0;
     for (int n = n0; n < n1; n += chunk) {
         int count = n1 - n < chunk ? n1 - n : chunk;
-        for (int i = p->seg_begin; i < p->seg_end; i++)
-            op_forward(p, &g->ops[i], n, count, t);
+        if (backward)
+            for (int i = p->seg_end - 1; i >= p->seg_begin; i--)
+                op_backward(p, &g->ops[i], n, count, t);
+        else
+            for (int i = p->seg_begin; i < p->seg_end; i++)
+                op_forward(p, &g->ops[i], n, count, t);
     }
 }
 
-/* One phase of a backward: thread t's part of the current segment, ops in reverse. */
+static void forward_phase(void *arg, int t)
+{
+    segment_phase(arg, t, 0);
+}
+
 static void backward_phase(void *arg, int t)
 {
-    const Pass *p = arg;
-    const ModelGraph *g = p->g;
-    if (p->seg_kind == SEG_BATCH) {
-        batchnorm_phase(p, &g->ops[p->seg_begin], t, 1);
-        return;
-    }
-    int n0, n1;
-    share(p->N, t, p->threads, &n0, &n1);
-    int chunk = p->seg_kind == SEG_SAMPLE ? p->chunk : n1 - n0;
-    for (int n = n0; n < n1; n += chunk) {
-        int count = n1 - n < chunk ? n1 - n : chunk;
-        for (int i = p->seg_end - 1; i >= p->seg_begin; i--)
-            op_backward(p, &g->ops[i], n, count, t);
-    }
+    segment_phase(arg, t, 1);
 }
 
 /* ==== The thread pool ================================================================= */
