@@ -51,10 +51,15 @@ missing += libpq
 endif
 endif
 
-NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+# CUDA: the toolkit's home is $CUDA_HOME, or the first of /usr/local/cuda, /usr/local/cuda-*
+# and the folder above an nvcc found on the PATH that holds the CUDA runtime library (an nvcc
+# on the PATH may be a wrapper script, so its folder alone is not trusted).
+CUDA_CANDIDATES := /usr/local/cuda $(sort $(wildcard /usr/local/cuda-*)) \
+                   $(patsubst %/bin/nvcc,%,$(realpath $(shell command -v nvcc 2>/dev/null)))
+CUDA_HOME ?= $(firstword $(foreach d,$(CUDA_CANDIDATES),$(if $(wildcard $(d)/lib64/libcudart.so),$(d))))
+NVCC      ?= $(wildcard $(CUDA_HOME)/bin/nvcc)
 ifndef NO_CUDA
-ifneq ($(NVCC),)
-CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+ifneq ($(and $(NVCC),$(wildcard $(CUDA_HOME)/lib64/libcudart.so),$(wildcard $(CUDA_HOME)/lib64/libcublas.so)),)
 # Native code for H100/H200 (sm_90) and A100 (sm_80), PTX for anything newer.
 NVCC_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
              -gencode arch=compute_90,code=compute_90
