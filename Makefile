@@ -94,8 +94,9 @@ ifneq ($(CU_SRC),)
 CFLAGS   += -DIMGSET_HAVE_CUDA -I$(CUDA_HOME)/include
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++
 endif
-UNIT_SRC := $(wildcard test/unit/test_*.c)
-UNIT_BIN := $(UNIT_SRC:test/unit/%.c=$(BUILD)/test/%)
+# C tests: test/unit/, and test/gpu/ (they skip their device tests, saying why, without a GPU).
+UNIT_SRC := $(wildcard test/unit/test_*.c test/gpu/test_*.c)
+UNIT_BIN := $(patsubst %.c,$(BUILD)/test/%,$(notdir $(UNIT_SRC)))
 PGTEST_BIN := $(if $(HAVE_PG),$(BUILD)/pgtest/store_test $(BUILD)/pgtest/bench_batch)
 BENCH_BIN := $(patsubst test/bench/%.c,$(BUILD)/bench/%,$(wildcard test/bench/*.c))
 FUZZ_SRC := $(if $(FUZZ_CC),$(wildcard test/fuzz/fuzz_*.c))
@@ -126,6 +127,9 @@ $(BUILD)/imgset: $(CLI_OBJ) $(BUILD)/libimgset.a
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libimgset.a $(LDLIBS)
 
 $(BUILD)/test/%: test/unit/%.c test/unit/tap.h $(BUILD)/libimgset.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(BUILD)/libimgset.a $(LDLIBS)
+$(BUILD)/test/%: test/gpu/%.c test/unit/tap.h $(BUILD)/libimgset.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(BUILD)/libimgset.a $(LDLIBS)
 

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "model.h"
 #include "progress.h"
 #include "train.h"
 
@@ -22,6 +23,7 @@ typedef struct TrainPrinter {
     EpochReport reports[4096];
     int count;
     size_t parameters;
+    int device;          /* MODEL_CPU or MODEL_CUDA, as the run chose */
     Progress bar;
 } TrainPrinter;
 
@@ -32,11 +34,14 @@ static void train_usage(FILE *out)
             "                    [--momentum M] [--weight-decay W] [--nesterov]\n"
             "                    [--schedule constant|step|cosine] [--warmup E] [--threads T]\n"
             "                    [--workers W] [--seed S] [--size N] [--augment]\n"
+            "                    [--device auto|cpu|cuda]\n"
             "                    [--save CKPT] [--resume CKPT] [--stop-after N] [--json FILE]\n\n"
             "Train a classifier on the train split of URI through the loader, and evaluate it on\n"
             "the test split (of URI, or of --test URI) after every epoch. Per epoch: wall seconds,\n"
             "data-wait seconds (time the trainer waited for batches), compute seconds, images/s,\n"
-            "train loss and accuracy, test accuracy and macro-F1.\n"
+            "train loss and accuracy, test accuracy and macro-F1; on a GPU also the seconds of\n"
+            "host-to-device copies and their GB/s (compute is then the GPU's time, from CUDA\n"
+            "events, and AU = compute / wall).\n"
             "  --model M        mlp, cnn-small (default), resnet8, densenet-tiny\n"
             "  --epochs E       default 5\n"
             "  --batch B        default 128\n"
@@ -44,7 +49,8 @@ static void train_usage(FILE *out)
             "  --momentum M     default 0.9; --weight-decay W default 5e-4; --nesterov\n"
             "  --schedule S     constant, step (x0.1 every third of the run), cosine (default)\n"
             "  --warmup E       epochs of linear warm-up (default 0)\n"
-            "  --threads T      compute threads (default 2)\n"
+            "  --threads T      compute threads on the CPU (default 2)\n"
+            "  --device D       auto (default: cuda when a GPU is there, else cpu), cpu, cuda\n"
             "  --workers W      loader prefetch threads (default 1)\n"
             "  --seed S         weights and shuffle; the same seed and threads give the same run\n"
             "  --size N         resize + center-crop inputs to NxN (needed for mixed sizes)\n"
@@ -68,7 +74,8 @@ static int parse_train_args(int argc, char **argv, TrainArgs *a)
         {"seed", required_argument, 0, 's'},     {"size", required_argument, 0, 'z'},
         {"augment", no_argument, 0, 'a'},        {"save", required_argument, 0, 'o'},
         {"resume", required_argument, 0, 'r'},   {"stop-after", required_argument, 0, 'x'},
-        {"json", required_argument, 0, 'j'},     {"help", no_argument, 0, 'h'},
+        {"json", required_argument, 0, 'j'},     {"device", required_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     a->json = NULL;
@@ -123,6 +130,16 @@ static int parse_train_args(int argc, char **argv, TrainArgs *a)
                 return 2;
             }
             break;
+        case 'D':
+            if (strcmp(optarg, "auto") == 0) cfg->device = TRAIN_AUTO;
+            else if (strcmp(optarg, "cpu") == 0) cfg->device = MODEL_CPU;
+            else if (strcmp(optarg, "cuda") == 0) cfg->device = MODEL_CUDA;
+            else {
+                fprintf(stderr, "imgset train: unknown device \"%s\" (auto, cpu, cuda)\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case 'h': train_usage(stdout); return -1;
         default: train_usage(stderr); return 2;
         }
@@ -144,27 +161,30 @@ static int parse_train_args(int argc, char **argv, TrainArgs *a)
 }
 
 /* Write the run as JSON (keys documented in the README). */
-static int write_json(const char *path, const TrainArgs *args, size_t parameters,
-                      const EpochReport *r, int n)
+static int write_json(const char *path, const TrainArgs *args, const TrainPrinter *p)
 {
+    const EpochReport *r = p->reports;
+    int n = p->count;
     const TrainConfig *a = &args->config;
     FILE *f = fopen(path, "w");
     if (!f)
         return imgset_fail("%s: cannot write: %m", path);
     fprintf(f, "{\"uri\": \"%s\", \"model\": \"%s\", \"batch\": %d, \"threads\": %d, "
-               "\"workers\": %d, \"seed\": %llu, \"device\": \"cpu\", \"parameters\": %zu, "
+               "\"workers\": %d, \"seed\": %llu, \"device\": \"%s\", \"parameters\": %zu, "
                "\"epochs\": [",
             a->uri, a->arch, a->batch, a->threads, a->workers, (unsigned long long)a->seed,
-            parameters);
+            p->device == MODEL_CUDA ? "cuda" : "cpu", p->parameters);
     for (int i = 0; i < n; i++)
         fprintf(f, "%s\n  {\"epoch\": %d, \"images\": %lld, \"wall_seconds\": %.6f, "
                    "\"data_wait_seconds\": %.6f, \"compute_seconds\": %.6f, "
                    "\"images_per_s\": %.2f, \"au\": %.6f, \"train_loss\": %.6f, "
                    "\"train_accuracy\": %.6f, \"test_accuracy\": %.6f, "
-                   "\"test_macro_f1\": %.6f, \"eval_seconds\": %.6f}",
+                   "\"test_macro_f1\": %.6f, \"eval_seconds\": %.6f, "
+                   "\"h2d_seconds\": %.6f, \"h2d_bytes\": %.0f}",
                 i ? "," : "", r[i].epoch, (long long)r[i].images, r[i].wall, r[i].wait,
                 r[i].compute, r[i].images / r[i].wall, r[i].compute / r[i].wall, r[i].loss,
-                r[i].accuracy, r[i].test_accuracy, r[i].test_f1, r[i].eval_seconds);
+                r[i].accuracy, r[i].test_accuracy, r[i].test_f1, r[i].eval_seconds, r[i].copy,
+                r[i].copy_bytes);
     fprintf(f, "\n]}\n");
     return fclose(f) == 0 ? 0 : imgset_fail("%s: write failed", path);
 }
@@ -174,12 +194,17 @@ static void print_started(void *ctx, const TrainRun *run)
     TrainPrinter *p = ctx;
     const TrainConfig *c = &p->args->config;
     p->parameters = run->parameters;
+    p->device = run->device;
     printf("train %s  model %s (%zu parameters)  input %dx%dx%d  %d classes  batch %d  "
-           "threads %d  workers %d  device cpu\n",
+           "threads %d  workers %d\n",
            c->uri, c->arch, run->parameters, run->input.channels, run->input.height,
            run->input.width, run->classes, c->batch, c->threads, c->workers);
-    printf("%5s %8s %8s %8s %9s %8s %8s %8s %8s\n", "epoch", "wall s", "wait s", "compute",
-           "images/s", "loss", "train", "test", "macroF1");
+    printf("device %s (%s)\n", run->device == MODEL_CUDA ? "cuda" : "cpu", run->device_info);
+    printf("%5s %8s %8s %8s %9s %6s %8s %8s %8s %8s", "epoch", "wall s", "wait s", "compute",
+           "images/s", "AU", "loss", "train", "test", "macroF1");
+    if (run->device == MODEL_CUDA)
+        printf(" %8s %8s", "h2d s", "h2d GB/s");
+    printf("\n");
     fflush(stdout);
 }
 
@@ -187,8 +212,12 @@ static void print_epoch(void *ctx, const EpochReport *r)
 {
     TrainPrinter *p = ctx;
     progress_finish(&p->bar);
-    printf("%5d %8.2f %8.2f %8.2f %9.0f %8.4f %8.4f %8.4f %8.4f\n", r->epoch, r->wall, r->wait,
-           r->compute, r->images / r->wall, r->loss, r->accuracy, r->test_accuracy, r->test_f1);
+    printf("%5d %8.2f %8.2f %8.2f %9.0f %5.1f%% %8.4f %8.4f %8.4f %8.4f", r->epoch, r->wall,
+           r->wait, r->compute, r->images / r->wall, 100.0 * r->compute / r->wall, r->loss,
+           r->accuracy, r->test_accuracy, r->test_f1);
+    if (p->device == MODEL_CUDA)
+        printf(" %8.3f %8.2f", r->copy, r->copy > 0 ? r->copy_bytes / r->copy / 1e9 : 0.0);
+    printf("\n");
     fflush(stdout);
     if (p->count < (int)(sizeof p->reports / sizeof p->reports[0]))
         p->reports[p->count++] = *r;
@@ -221,7 +250,7 @@ int cmd_train(int argc, char **argv)
         printf("stopped after %lld batches at epoch %d batch %lld%s%s\n",
                (long long)run.batches_done, run.stop_epoch, (long long)run.stop_batch,
                a.config.save ? "; checkpoint " : "", a.config.save ? a.config.save : "");
-    if (a.json && write_json(a.json, &a, printer.parameters, printer.reports, printer.count) < 0)
+    if (a.json && write_json(a.json, &a, &printer) < 0)
         return cli_error("train", imgset_error());
     return interrupted() ? 130 : 0;
 }

@@ -11,6 +11,8 @@
 
 #include "dataset.h"
 #include "error.h"
+#include "gpu.h"
+#include "model_cuda.h"
 #include "nn.h"
 #include "rng.h"
 
@@ -18,23 +20,6 @@
 #include <cblas.h>
 #endif
 
-enum ModelOpKind {
-    OP_CONV,        /* weight, bias (or -1), kernel, stride, pad */
-    OP_BATCHNORM,   /* weight = gamma, bias = beta, running_mean, running_var */
-    OP_RELU,
-    OP_MAXPOOL,     /* kernel, stride */
-    OP_AVGPOOL,     /* kernel, stride */
-    OP_GAP,         /* global average pool */
-    OP_LINEAR,      /* weight, bias */
-    OP_ADD,         /* in + in2 */
-    OP_CONCAT,      /* [in, in2] along channels */
-    OP_CONV_RELU_POOL, /* conv (weight, bias, kernel, stride, pad) -> ReLU -> 2x2 max-pool, one
-                        * image at a time through per-thread scratch: the pre-pool tensors are
-                        * never stored, the backward uses the pool's argmax bytes */
-};
-
-#define BN_MOMENTUM 0.1f
-#define BN_EPS 1e-5f
 #define MAX_PARAM_FLOATS ((size_t)1 << 28)   /* 1 GiB of weights: surely a wrong shape */
 /* Per-image bytes a chunk of a convolutional segment may touch: about half an L2 cache. */
 #define CHUNK_BYTES (768u * 1024u)
@@ -492,7 +477,7 @@ static void op_forward(const Pass *p, const ModelOp *op, int n0, int n, int t)
     case OP_BATCHNORM:   /* evaluation mode; training BN runs in batchnorm_phase() */
         batchnorm_forward_eval(y, x, w, bias, p->params + g->tensors[op->running_mean].offset,
                                p->params + g->tensors[op->running_var].offset, n, a->c,
-                               a->h * a->w, BN_EPS);
+                               a->h * a->w, MODEL_BN_EPS);
         break;
     case OP_RELU:
         relu_forward(y, x, (size_t)n * a->size);
@@ -563,7 +548,7 @@ static void op_backward(const Pass *p, const ModelOp *op, int n0, int n, int t)
         batchnorm_backward_eval(dx, dw, db, dy, x, w,
                                 p->params + g->tensors[op->running_mean].offset,
                                 p->params + g->tensors[op->running_var].offset, n, a->c,
-                                a->h * a->w, BN_EPS);
+                                a->h * a->w, MODEL_BN_EPS);
         break;
     case OP_RELU:
         relu_backward(dx, dy, y, (size_t)n * a->size);
@@ -626,7 +611,7 @@ static void batchnorm_phase(const Pass *p, const ModelOp *op, int t, int backwar
                                 p->params + g->tensors[op->running_mean].offset,
                                 p->params + g->tensors[op->running_var].offset, p->act[op->in],
                                 gamma, p->params + g->tensors[op->bias].offset, N, a->c, HW, c0,
-                                c1, BN_MOMENTUM, BN_EPS);
+                                c1, MODEL_BN_MOMENTUM, MODEL_BN_EPS);
         return;
     }
     float *dx = p->dact[op->in];
@@ -972,6 +957,16 @@ const float *model_forward(Model *m, const float *x, int N, int training)
 {
     if (N < 1 || N > m->max_batch)
         return imgset_fail("model: batch of %d images outside 1..%d", N, m->max_batch), NULL;
+#ifdef IMGSET_HAVE_CUDA
+    if (m->cuda) {
+        float *logits = m->acts + m->graph.acts[m->graph.output].offset * m->max_batch;
+        if (model_cuda_forward(m->cuda, x, N, training, logits) < 0)
+            return NULL;
+        m->batch = N;
+        m->training = training;
+        return logits;
+    }
+#endif
     Pass p;
     model_pass(m, &p, N, training);
     if (training)
@@ -1007,6 +1002,12 @@ int model_loss(Model *m, const int32_t *labels, float *loss)
 
 void model_zero_grad(Model *m)
 {
+#ifdef IMGSET_HAVE_CUDA
+    if (m->cuda) {
+        model_cuda_zero_grad(m->cuda);
+        return;
+    }
+#endif
     memset(m->grads, 0, sizeof(float) * m->graph.param_floats);
 }
 
@@ -1037,6 +1038,10 @@ int model_backward(Model *m)
 {
     if (m->batch < 1 || !m->training)
         return imgset_fail("model: backward needs a training forward first");
+#ifdef IMGSET_HAVE_CUDA
+    if (m->cuda)
+        return model_cuda_backward(m->cuda, model_dlogits(m), m->batch);
+#endif
     Pass p;
     model_pass(m, &p, m->batch, 1);
     ModelRuntime *rt = m->runtime;
@@ -1083,9 +1088,60 @@ static void sgd_phase(void *arg, int t)
 
 void model_sgd_step(Model *m, float lr, const SgdConfig *config)
 {
+#ifdef IMGSET_HAVE_CUDA
+    if (m->cuda) {
+        model_cuda_sgd_step(m->cuda, lr, config);
+        m->step++;
+        return;
+    }
+#endif
     StepArgs s = {m, lr, config};
     run_phase(m->runtime, m->threads, sgd_phase, &s);
     m->step++;
+}
+
+int model_use_device(Model *m, int device)
+{
+    if (device != MODEL_CPU && device != MODEL_CUDA)
+        return imgset_fail("model: bad device number %d", device);
+    if (device == m->device)
+        return 0;
+#ifdef IMGSET_HAVE_CUDA
+    if (device == MODEL_CUDA) {
+        if (gpu_require_device("model") < 0 ||
+            !(m->cuda = model_cuda_create(&m->graph, m->max_batch, m->params, m->velocity)))
+            return -1;
+    } else {
+        if (model_sync_host(m) < 0)
+            return -1;
+        model_cuda_free(m->cuda);
+        m->cuda = NULL;
+    }
+    m->device = device;
+    m->batch = 0;   /* the last forward's activations stay where they were computed */
+    return 0;
+#else
+    return imgset_fail("model: no CUDA device (this build has no CUDA: nvcc was not found, or "
+                       "NO_CUDA=1)");
+#endif
+}
+
+int model_sync_host(Model *m)
+{
+#ifdef IMGSET_HAVE_CUDA
+    if (m->cuda)
+        return model_cuda_download(m->cuda, m->params, m->grads, m->velocity);
+#endif
+    return 0;
+}
+
+double model_device_seconds(Model *m)
+{
+#ifdef IMGSET_HAVE_CUDA
+    if (m->cuda)
+        return model_cuda_busy_seconds(m->cuda);
+#endif
+    return 0;
 }
 
 size_t model_num_parameters(const Model *m)
@@ -1097,6 +1153,9 @@ void model_free(Model *m)
 {
     if (!m)
         return;
+#ifdef IMGSET_HAVE_CUDA
+    model_cuda_free(m->cuda);
+#endif
     runtime_free(m->runtime);
     free(m->params);
     free(m->grads);

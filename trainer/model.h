@@ -61,9 +61,28 @@ typedef struct ModelAct {
     size_t offset;     /* per-image floats before this activation (layout: see model.c) */
 } ModelAct;
 
+/* What a ModelOp does (the CPU executor in model.c and the GPU one in model_cuda.cu). */
+enum ModelOpKind {
+    OP_CONV,        /* weight, bias (or -1), kernel, stride, pad */
+    OP_BATCHNORM,   /* weight = gamma, bias = beta, running_mean, running_var */
+    OP_RELU,
+    OP_MAXPOOL,     /* kernel, stride */
+    OP_AVGPOOL,     /* kernel, stride */
+    OP_GAP,         /* global average pool */
+    OP_LINEAR,      /* weight, bias */
+    OP_ADD,         /* in + in2 */
+    OP_CONCAT,      /* [in, in2] along channels */
+    OP_CONV_RELU_POOL, /* conv (weight, bias, kernel, stride, pad) -> ReLU -> 2x2 max-pool, one
+                        * image at a time through per-thread scratch: the pre-pool tensors are
+                        * never stored, the backward uses the pool's argmax bytes */
+};
+
+#define MODEL_BN_MOMENTUM 0.1f
+#define MODEL_BN_EPS 1e-5f
+
 /* One layer of the graph; fields unused by a kind are -1 / 0. */
 typedef struct ModelOp {
-    int kind;                 /* ModelOpKind in model.c */
+    int kind;                 /* enum ModelOpKind */
     int in, in2, out;         /* activation ids (in2: second input of add / concat) */
     int weight, bias;         /* tensor ids: conv / linear weight and bias, BN gamma and beta */
     int running_mean, running_var;   /* BN tensor ids */
@@ -136,7 +155,12 @@ typedef struct Model {
     int batch;              /* N of the last forward, 0 before any */
     int training;           /* mode of the last forward */
     ModelRuntime *runtime;  /* private: thread pool and per-thread buffers */
+    int device;             /* MODEL_CPU, or MODEL_CUDA after model_use_device() */
+    struct ModelCuda *cuda; /* private: the GPU copy (model_cuda.h), NULL on the CPU */
 } Model;
+
+/* Where a model computes. */
+enum { MODEL_CPU = 0, MODEL_CUDA = 1 };
 
 /* A new model, parameters initialised from seed (the same seed gives the same weights).
  * One thread until model_set_threads(). NULL with imgset_fail(). */
@@ -148,9 +172,27 @@ Model *model_create(const char *arch, int C, int H, int W, int K, int max_batch,
  * 0, or -1 with imgset_fail(). */
 int model_set_threads(Model *m, int threads);
 
-/* Forward x (N, C, H, W), 1 <= N <= max_batch; returns the logits (N, K), valid until the next
- * forward. training = 1: BN uses and updates batch statistics, the activations are kept for
- * model_backward (x is copied). */
+/*
+ * Compute on `device` from now on. MODEL_CUDA (builds with CUDA, where a device is there)
+ * copies the parameters and momentum buffers to GPU memory; from then on model_forward takes
+ * x in GPU memory, the logits and their gradient stay on the host (so model_loss and
+ * model_dlogits work unchanged) and everything else runs on the GPU: the host's params,
+ * grads and velocity are stale until model_sync_host(). MODEL_CPU copies them back and frees
+ * the GPU copy. 0, or -1 with imgset_fail() (then nothing changed).
+ */
+int model_use_device(Model *m, int device);
+
+/* Bring params, grads and velocity on the host up to date (checkpoints, tests); a no-op on
+ * the CPU. 0, or -1 with imgset_fail(). */
+int model_sync_host(Model *m);
+
+/* Seconds the GPU spent on training steps since model_use_device(), timed with CUDA events
+ * (waits for the last step); 0 on the CPU. */
+double model_device_seconds(Model *m);
+
+/* Forward x (N, C, H, W), 1 <= N <= max_batch; returns the logits (N, K) on the host, valid
+ * until the next forward. training = 1: BN uses and updates batch statistics, the activations
+ * are kept for model_backward (x is copied). On MODEL_CUDA x is GPU memory. */
 const float *model_forward(Model *m, const float *x, int N, int training);
 
 /* Softmax cross-entropy of the last forward's logits against labels (N): writes the mean
@@ -169,7 +211,8 @@ void model_zero_grad(Model *m);
  * -1 with imgset_fail() when the last forward was not a training one. */
 int model_backward(Model *m);
 
-/* One SGD step on every trainable tensor with learning rate lr; increments m->step. */
+/* One SGD step on every trainable tensor with learning rate lr; increments m->step. On the
+ * GPU zero_grad and the step are queued: a failure shows at the next forward. */
 void model_sgd_step(Model *m, float lr, const SgdConfig *config);
 
 /* Free the model and everything it owns. NULL is fine. */

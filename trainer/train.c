@@ -2,11 +2,13 @@
 #include "train.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "checkpoint.h"
 #include "error.h"
+#include "gpu.h"
 #include "loader.h"
 #include "metrics.h"
 #include "model.h"
@@ -16,11 +18,12 @@ void train_config_default(TrainConfig *c)
 {
     *c = (TrainConfig){.arch = "cnn-small", .epochs = 5, .batch = 128, .threads = 2,
                        .workers = 1, .seed = 1, .lr = 0.05f, .momentum = 0.9f,
-                       .weight_decay = 5e-4f, .schedule = LR_COSINE, .evaluate = 1};
+                       .weight_decay = 5e-4f, .schedule = LR_COSINE, .evaluate = 1,
+                       .device = TRAIN_AUTO};
 }
 
 /* Loader options shared by the train and test loaders. */
-static void loader_options_for(const TrainConfig *c, LoaderOptions *o, int split)
+static void loader_options_for(const TrainConfig *c, int device, LoaderOptions *o, int split)
 {
     loader_options_default(o);
     o->split = split;
@@ -31,6 +34,42 @@ static void loader_options_for(const TrainConfig *c, LoaderOptions *o, int split
     o->height = o->width = c->size;
     o->shuffle = split == SPLIT_TRAIN;
     o->augment = split == SPLIT_TRAIN && c->augment;
+    o->device = device == MODEL_CUDA ? LOADER_CUDA : LOADER_HOST;
+}
+
+/* Where to train: as configured, or with TRAIN_AUTO the GPU when this build has CUDA and the
+ * driver sees a device. Fills run->device and run->device_info; -1 when the configured
+ * device cannot be used. */
+static int choose_device(const TrainConfig *c, TrainRun *run)
+{
+    run->device = MODEL_CPU;
+    if (c->device == MODEL_CPU) {
+        snprintf(run->device_info, sizeof run->device_info, "as asked");
+        return 0;
+    }
+#ifdef IMGSET_HAVE_CUDA
+    if (gpu_require_device("cuda") == 0) {
+        run->device = MODEL_CUDA;
+        gpu_describe(run->device_info, sizeof run->device_info);
+        return 0;
+    }
+    if (c->device == MODEL_CUDA)
+        return -1;
+    snprintf(run->device_info, sizeof run->device_info, "%s", imgset_error());
+    return 0;
+#else
+    if (c->device == MODEL_CUDA)
+        return imgset_fail("train: no CUDA device (this build has no CUDA: nvcc was not found, "
+                           "or NO_CUDA=1)");
+    snprintf(run->device_info, sizeof run->device_info, "this build has no CUDA");
+    return 0;
+#endif
+}
+
+/* The batch's float input where m computes. */
+static const float *batch_input(const Model *m, const Batch *b)
+{
+    return m->device == MODEL_CUDA ? b->device_data : b->data;
 }
 
 /* Test accuracy and macro-F1 of m over the whole test loader. */
@@ -44,7 +83,11 @@ static int evaluate(Model *m, Loader *test, double *accuracy, double *f1)
     const Batch *b;
     while (rc == 0 && (rc = loader_next(test, &b)) == 1) {
         rc = 0;
-        const float *logits = model_forward(m, b->data, b->count, 0);
+        const float *logits = model_forward(m, batch_input(m, b), b->count, 0);
+        if (!logits) {
+            rc = -1;
+            break;
+        }
         confusion_add_logits(confusion, logits, b->labels, b->count, K);
     }
     *accuracy = confusion_accuracy(confusion, K);
@@ -64,15 +107,19 @@ static int train_epoch(const TrainConfig *c, const TrainCallbacks *cb, TrainRun 
     *batch_no = start_batch;
     if (loader_start_epoch(train, (uint64_t)epoch, start_batch) < 0)
         return -1;
-    double t0 = now_seconds();
+    double t0 = now_seconds(), device0 = model_device_seconds(m);
+    size_t image_bytes = image_shape_bytes(loader_shape(train));
     const Batch *b;
     int got;
     while ((got = loader_next(train, &b)) == 1) {
         r->wait += b->wait_seconds;
+        r->copy += b->copy_seconds;
+        if (m->device == MODEL_CUDA)
+            r->copy_bytes += (double)image_bytes * b->count;
         double c0 = now_seconds();
-        const float *logits = model_forward(m, b->data, b->count, 1);
+        const float *logits = model_forward(m, batch_input(m, b), b->count, 1);
         float loss;
-        if (model_loss(m, b->labels, &loss) < 0)
+        if (!logits || model_loss(m, b->labels, &loss) < 0)
             return -1;
         if (!isfinite(loss))
             return imgset_fail("epoch %d batch %lld: the loss is %f; stopping (the last good "
@@ -95,6 +142,8 @@ static int train_epoch(const TrainConfig *c, const TrainCallbacks *cb, TrainRun 
             break;
         }
     }
+    if (m->device == MODEL_CUDA)   /* the GPU's own time; waits for the last step */
+        r->compute = model_device_seconds(m) - device0;
     r->wall = now_seconds() - t0;
     if (got < 0)
         return -1;
@@ -108,9 +157,11 @@ int train_run(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run)
     memset(run, 0, sizeof *run);
     if (c->batch < 1 || c->threads < 1 || c->epochs < 1)
         return imgset_fail("train: batch, threads and epochs must be at least 1");
+    if (choose_device(c, run) < 0)
+        return -1;
     LoaderOptions to, eo;
-    loader_options_for(c, &to, SPLIT_TRAIN);
-    loader_options_for(c, &eo, SPLIT_TEST);
+    loader_options_for(c, run->device, &to, SPLIT_TRAIN);
+    loader_options_for(c, run->device, &eo, SPLIT_TEST);
     Loader *train = loader_open(c->uri, &to);
     Loader *test = NULL;
     Model *m = NULL;
@@ -145,6 +196,8 @@ int train_run(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run)
             goto done;
         }
     }
+    if (run->device == MODEL_CUDA && model_use_device(m, MODEL_CUDA) < 0)
+        goto done;
     int64_t per_epoch = run->batches_per_epoch, total = (int64_t)c->epochs * per_epoch;
     LrSchedule schedule = {
         .kind = c->schedule, .base_lr = c->lr,
@@ -165,8 +218,8 @@ int train_run(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run)
         state.step = m->step;
         state.sampler_epoch = partial ? epoch : epoch + 1;
         state.sampler_position = partial ? batch_no * c->batch : 0;
-        if (c->save && checkpoint_save(c->save, m, &state,
-                                       (const char *const *)info->class_names, 1) < 0)
+        if (c->save && (model_sync_host(m) < 0 || checkpoint_save(c->save, m, &state,
+                                       (const char *const *)info->class_names, 1) < 0))
             goto done;
         if (run->stopped) {
             run->stop_epoch = epoch;

@@ -25,18 +25,25 @@ typedef struct TrainConfig {
     int warmup_epochs;
     int64_t stop_after;       /* stop after this many batches (0: never) */
     int evaluate;             /* 1: test accuracy and macro-F1 after every epoch */
+    int device;               /* TRAIN_AUTO, MODEL_CPU or MODEL_CUDA (model.h) */
 } TrainConfig;
 
+/* TrainConfig.device: CUDA when this build has it and a device is there, else the CPU. */
+#define TRAIN_AUTO (-1)
+
 /* cnn-small, 5 epochs, batch 128, 2 threads, 1 worker, seed 1, SGD lr 0.05 momentum 0.9
- * weight decay 5e-4, cosine schedule, evaluate on. */
+ * weight decay 5e-4, cosine schedule, evaluate on, device TRAIN_AUTO. */
 void train_config_default(TrainConfig *c);
 
 /* One epoch. Seconds: wall = the epoch's training pass; wait = time spent in loader_next;
- * compute = forward + backward + step. AU = compute / wall. */
+ * compute = forward + backward + step (on a GPU: the GPU's time for them, from CUDA events);
+ * copy = the batches' host-to-device transfers (on a GPU; done by the loader's threads,
+ * overlapped with compute), copy_bytes = the pixel bytes moved. AU = compute / wall. */
 typedef struct EpochReport {
     int epoch;
     int64_t images;
     double wall, wait, compute, eval_seconds;
+    double copy, copy_bytes;
     double loss, accuracy;               /* over the epoch's training batches */
     double test_accuracy, test_f1;       /* -1 when not evaluated */
 } EpochReport;
@@ -50,6 +57,8 @@ typedef struct TrainRun {
     int stopped;             /* 1 when --stop-after or the progress callback stopped it */
     int stop_epoch;
     int64_t stop_batch, batches_done;
+    int device;              /* MODEL_CPU or MODEL_CUDA: where it trained */
+    char device_info[256];   /* the GPU's description, or why the CPU was used */
 } TrainRun;
 
 typedef struct TrainCallbacks {

@@ -1,0 +1,327 @@
+/* test_gpu_train.c — the trainer on the GPU: for the same weights and batch, the CUDA forward,
+ * backward and SGD step agree with the CPU nn core; a short GPU training run reaches the CPU
+ * run's accuracy; its checkpoint predicts on the CPU. Without a device: `--device cuda` is a
+ * clear error, auto falls back to the CPU saying why, and the device tests are reported as
+ * skipped with the reason. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "error.h"
+#include "fsutil.h"
+#include "generate.h"
+#include "gpu.h"
+#include "loader.h"
+#include "metrics.h"
+#include "model.h"
+#include "rng.h"
+#include "store.h"
+#include "tap.h"
+#include "train.h"
+
+/*
+ * Tolerances (float32, where only the order of summation differs between the CPU's and the
+ * GPU's kernels): each tensor's largest absolute difference, over the tensor's largest
+ * magnitude. Logits and the loss: 1e-4; gradients: 2e-3 (batch norm's backward subtracts
+ * nearly equal sums, which loses digits on both sides); parameters after one step: 1e-5.
+ */
+#define TOL_LOGITS 1e-4
+#define TOL_GRADS 2e-3
+#define TOL_PARAMS 1e-5
+#define ACCURACY_SLACK 0.05   /* the GPU run's test accuracy may trail the CPU's by this */
+
+typedef struct Case {
+    const char *arch;
+    int C, H, W, K, N;
+    int workspace_mb;   /* IMGSET_CUDA_WORKSPACE_MB for this case, 0 = default */
+    const char *what;
+} Case;
+
+static const Case cases[] = {
+    {"mlp", 3, 8, 8, 5, 6, 0, "linear layers"},
+    {"cnn-small", 3, 32, 32, 10, 8, 0, "fused conv-ReLU-pool blocks"},
+    {"cnn-small", 1, 30, 30, 10, 5, 1, "odd sides, im2col in chunks of 2 images (1 MB)"},
+    {"resnet8", 3, 32, 32, 10, 8, 0, "batch norm, residual adds, global pooling"},
+    {"resnet8", 3, 72, 72, 7, 3, 0, "stride-2 stem and max pooling"},
+    {"densenet-tiny", 3, 16, 16, 10, 8, 0, "concatenation, average pooling"},
+};
+enum { CASES = sizeof cases / sizeof cases[0] };
+
+/* The device tests after the per-case ones, named once for running and for skipping. */
+static const char *const run_tests[] = {
+    "cnn-small, 4 epochs on the GPU: test accuracy within 0.05 of the CPU run's",
+    "the GPU run reports host-to-device copies, their bytes and AU in (0, 1]",
+    "the GPU run's checkpoint predicts on the CPU with the GPU's test accuracy",
+};
+enum { RUN_TESTS = sizeof run_tests / sizeof run_tests[0] };
+
+static char scratch[] = "/tmp/imgset-test-gpu-train.XXXXXX";
+
+/* max |a - b| / max |b| over n floats (0 when both are all zero). */
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+    double diff = 0, mag = 0;
+    for (size_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)a[i] - b[i]));
+        mag = fmax(mag, fabs((double)b[i]));
+    }
+    return mag > 0 ? diff / mag : diff;
+}
+
+/* The tensor of m whose `which` (params or grads) differs most from ref's; *worst gets the
+ * relative difference. */
+static const char *worst_tensor(const Model *got, const Model *ref, int grads, double *worst)
+{
+    const ModelGraph *g = &ref->graph;
+    const char *name = "(none)";
+    *worst = 0;
+    for (int i = 0; i < g->num_tensors; i++) {
+        const ModelTensor *t = &g->tensors[i];
+        if (grads && !t->trainable)
+            continue;
+        const float *a = (grads ? got->grads : got->params) + t->offset;
+        const float *b = (grads ? ref->grads : ref->params) + t->offset;
+        double d = rel_diff(a, b, t->count);
+        if (d > *worst || !isfinite(d))
+            *worst = d, name = t->name;
+    }
+    return name;
+}
+
+#ifdef IMGSET_HAVE_CUDA
+/* Copy n host floats into new device memory (NULL with imgset_fail). */
+static float *to_device(const float *x, size_t n)
+{
+    float *d = gpu_device_alloc(n * sizeof(float));
+    GpuStream *s = gpu_stream_create();
+    int rc = d && s && gpu_upload_async(s, d, x, n * sizeof(float)) == 0 &&
+             gpu_stream_wait(s, NULL) == 0 ? 0 : -1;
+    gpu_stream_destroy(s);
+    if (rc < 0) {
+        gpu_device_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* One case: the same weights and batch through a CPU and a GPU model, compared after the
+ * training forward, the backward, one SGD step and an evaluation forward. */
+static void test_case(const Case *c)
+{
+    char name[160];
+    snprintf(name, sizeof name, "%s %dx%dx%d, %d images (%s)", c->arch, c->C, c->H, c->W, c->N,
+             c->what);
+    if (c->workspace_mb) {
+        char mb[16];
+        snprintf(mb, sizeof mb, "%d", c->workspace_mb);
+        setenv("IMGSET_CUDA_WORKSPACE_MB", mb, 1);
+    }
+    size_t in = (size_t)c->N * c->C * c->H * c->W;
+    float *x = malloc(in * sizeof(float)), *x_dev = NULL;
+    int32_t *labels = malloc((size_t)c->N * sizeof *labels);
+    Model *cpu = model_create(c->arch, c->C, c->H, c->W, c->K, c->N, 7);
+    Model *gpu = model_create(c->arch, c->C, c->H, c->W, c->K, c->N, 7);
+    Rng rng = rng_make(11, 0);
+    for (size_t i = 0; x && i < in; i++)
+        x[i] = 2.0f * rng_uniform(&rng) - 1.0f;
+    for (int i = 0; labels && i < c->N; i++)
+        labels[i] = (int32_t)rng_below(&rng, (uint64_t)c->K);
+    int ready = x && labels && cpu && gpu && model_set_threads(cpu, 2) == 0 &&
+                model_use_device(gpu, MODEL_CUDA) == 0 && (x_dev = to_device(x, in));
+    if (!ok(ready, "%s: set up both models: %s", name, ready ? "ok" : imgset_error()))
+        goto done;
+
+    SgdConfig sgd = {0.9f, 5e-4f, 0};
+    size_t K = (size_t)c->K * c->N;
+    float *want = malloc(K * sizeof(float)), *got_logits;
+    const float *ref = model_forward(cpu, x, c->N, 1);
+    memcpy(want, ref, K * sizeof(float));
+    got_logits = (float *)model_forward(gpu, x_dev, c->N, 1);
+    double d = got_logits ? rel_diff(got_logits, want, K) : INFINITY;
+    ok(d <= TOL_LOGITS, "%s: training-forward logits agree (%.2g <= %.0e)%s%s", name, d,
+       TOL_LOGITS, got_logits ? "" : ": ", got_logits ? "" : imgset_error());
+
+    float loss_cpu = 0, loss_gpu = 0;
+    int rc = model_loss(cpu, labels, &loss_cpu) | model_loss(gpu, labels, &loss_gpu);
+    d = fabs((double)loss_gpu - loss_cpu) / fmax(fabs((double)loss_cpu), 1e-6);
+    ok(rc == 0 && d <= TOL_LOGITS, "%s: loss %.6f on the GPU, %.6f on the CPU", name, loss_gpu,
+       loss_cpu);
+
+    model_zero_grad(cpu);
+    model_zero_grad(gpu);
+    rc = model_backward(cpu) | model_backward(gpu) | model_sync_host(gpu);
+    const char *worst = worst_tensor(gpu, cpu, 1, &d);
+    ok(rc == 0 && d <= TOL_GRADS, "%s: gradients agree (worst %s: %.2g <= %.0e)%s%s", name,
+       worst, d, TOL_GRADS, rc ? ": " : "", rc ? imgset_error() : "");
+
+    model_sgd_step(cpu, 0.05f, &sgd);
+    model_sgd_step(gpu, 0.05f, &sgd);
+    rc = model_sync_host(gpu);
+    worst = worst_tensor(gpu, cpu, 0, &d);   /* BN running statistics included */
+    ok(rc == 0 && d <= TOL_PARAMS, "%s: parameters after one SGD step agree (worst %s: %.2g)",
+       name, worst, d);
+
+    ref = model_forward(cpu, x, c->N, 0);
+    memcpy(want, ref, K * sizeof(float));
+    got_logits = (float *)model_forward(gpu, x_dev, c->N, 0);
+    d = got_logits ? rel_diff(got_logits, want, K) : INFINITY;
+    ok(d <= TOL_LOGITS, "%s: evaluation-forward logits agree after the step (%.2g)", name, d);
+    free(want);
+
+done:
+    unsetenv("IMGSET_CUDA_WORKSPACE_MB");
+    gpu_device_free(x_dev);
+    model_free(cpu);
+    model_free(gpu);
+    free(x);
+    free(labels);
+}
+
+/* Test accuracy of the last epoch, from the epoch callback. */
+typedef struct Last {
+    EpochReport r;
+    int epochs;
+} Last;
+
+static void keep_epoch(void *ctx, const EpochReport *r)
+{
+    Last *last = ctx;
+    last->r = *r;
+    last->epochs++;
+}
+
+/* Accuracy of the checkpoint at path, evaluated on the CPU over the test split of uri. */
+static int cpu_accuracy(const char *path, const char *uri, double *accuracy)
+{
+    CheckpointInfo info;
+    Model *m = checkpoint_load(path, 250, &info);
+    if (!m)
+        return -1;
+    checkpoint_info_free(&info);
+    LoaderOptions o;
+    loader_options_default(&o);
+    o.split = SPLIT_TEST;
+    o.batch_size = 250;
+    o.shuffle = 0;
+    o.want_float = 1;
+    Loader *l = loader_open(uri, &o);
+    int K = m->graph.spec.classes, rc = l ? 0 : -1;
+    int64_t *confusion = calloc((size_t)K * K, sizeof *confusion);
+    const Batch *b;
+    while (rc == 0 && confusion && (rc = loader_next(l, &b)) == 1) {
+        const float *logits = model_forward(m, b->data, b->count, 0);
+        rc = logits ? 0 : -1;
+        if (logits)
+            confusion_add_logits(confusion, logits, b->labels, b->count, K);
+    }
+    if (confusion)
+        *accuracy = confusion_accuracy(confusion, K);
+    free(confusion);
+    loader_close(l);
+    model_free(m);
+    return rc < 0 || !confusion ? -1 : 0;
+}
+
+static void test_training(const char *uri)
+{
+    char ckpt[300];
+    snprintf(ckpt, sizeof ckpt, "%s/gpu.safetensors", scratch);
+    TrainConfig c;
+    train_config_default(&c);
+    c.uri = uri;
+    c.epochs = 4;
+    c.batch = 64;
+    c.workers = 2;
+    TrainRun run;
+    Last cpu = {0}, gpu = {0};
+    TrainCallbacks cb_cpu = {NULL, keep_epoch, NULL, &cpu}, cb_gpu = {NULL, keep_epoch, NULL, &gpu};
+    c.device = MODEL_CPU;
+    int rc_cpu = train_run(&c, &cb_cpu, &run);
+    c.device = MODEL_CUDA;
+    c.save = ckpt;
+    int rc_gpu = train_run(&c, &cb_gpu, &run);
+    double a_cpu = cpu.r.test_accuracy, a_gpu = gpu.r.test_accuracy;
+    ok(rc_cpu == 0 && rc_gpu == 0 && run.device == MODEL_CUDA && gpu.epochs == 4 &&
+           a_cpu > 0.4 && a_gpu >= a_cpu - ACCURACY_SLACK,
+       "%s (GPU %.4f, CPU %.4f)%s%s", run_tests[0], a_gpu, a_cpu,
+       rc_cpu || rc_gpu ? ": " : "", rc_cpu || rc_gpu ? imgset_error() : "");
+    const EpochReport *r = &gpu.r;
+    double au = r->wall > 0 ? r->compute / r->wall : 0;
+    ok(rc_gpu == 0 && r->copy > 0 && r->copy_bytes == (double)r->images * 32 * 32 * 3 &&
+           au > 0 && au <= 1.0 + 1e-9,
+       "%s (%.4f s, %.0f bytes, %.0f GB/s, AU %.1f%%)", run_tests[1], r->copy, r->copy_bytes,
+       r->copy > 0 ? r->copy_bytes / r->copy / 1e9 : 0.0, 100 * au);
+    double a_host = -1;
+    int rc = rc_gpu == 0 ? cpu_accuracy(ckpt, uri, &a_host) : -1;
+    ok(rc == 0 && fabs(a_host - a_gpu) <= 0.004,
+       "%s (CPU %.4f, GPU %.4f; at most 2 of 500 argmax flips)%s%s", run_tests[2], a_host,
+       a_gpu, rc ? ": " : "", rc ? imgset_error() : "");
+}
+#endif
+
+/* Without a device: the errors and the fallback, then every device test skipped. */
+static void test_without_device(const char *uri, const char *reason)
+{
+    TrainConfig c;
+    train_config_default(&c);
+    c.uri = uri;
+    c.epochs = 1;
+    c.stop_after = 1;
+    c.device = MODEL_CUDA;
+    TrainRun run;
+    int rc = train_run(&c, NULL, &run);
+    ok(rc < 0 && strstr(imgset_error(), "no CUDA device"),
+       "train --device cuda without a device fails: %s", imgset_error());
+    c.device = TRAIN_AUTO;
+    rc = train_run(&c, NULL, &run);
+    ok(rc == 0 && run.device == MODEL_CPU && strstr(run.device_info, "no CUDA device"),
+       "train with the device on auto falls back to the CPU and says why: \"%s\"",
+       run.device_info);
+    Model *m = model_create("cnn-small", 3, 32, 32, 10, 4, 1);
+    float x[4 * 3 * 32 * 32] = {0};
+    rc = m ? model_use_device(m, MODEL_CUDA) : 0;
+    ok(m && rc < 0 && m->device == MODEL_CPU && model_forward(m, x, 4, 0),
+       "model_use_device(cuda) without a device fails and the model still runs on the CPU");
+    model_free(m);
+    for (int i = 0; i < CASES; i++) {
+        char name[160];
+        snprintf(name, sizeof name, "%s %dx%dx%d: GPU forward, loss, backward, step, eval "
+                 "agree with the CPU", cases[i].arch, cases[i].C, cases[i].H, cases[i].W);
+        skip(name, reason);
+    }
+    for (int i = 0; i < RUN_TESTS; i++)
+        skip(run_tests[i], reason);
+}
+
+int main(void)
+{
+    if (!mkdtemp(scratch))
+        return perror("mkdtemp"), 1;
+    char uri[256];
+    snprintf(uri, sizeof uri, "mmap:%s/c", scratch);
+    GenerateParams p = {"cifar10", 4000, 500, 3};
+    if (ok(store_copy(generate_open(&p), uri, NULL, NULL) == 0, "make a test store: %s",
+           imgset_error())) {
+#ifdef IMGSET_HAVE_CUDA
+        if (gpu_require_device("gpu") == 0) {
+            char gpu[256];
+            gpu_describe(gpu, sizeof gpu);
+            printf("# %s\n", gpu);
+            for (int i = 0; i < CASES; i++)
+                test_case(&cases[i]);
+            test_training(uri);
+        } else {
+            char reason[512];   /* "no CUDA device (why)" */
+            snprintf(reason, sizeof reason, "%s", strstr(imgset_error(), "no CUDA device"));
+            test_without_device(uri, reason);
+        }
+#else
+        test_without_device(uri, "no CUDA device (this build has no CUDA)");
+#endif
+    }
+    if (fs_remove_tree(scratch) < 0)
+        fprintf(stderr, "could not remove %s: %s\n", scratch, imgset_error());
+    return tap_done();
+}

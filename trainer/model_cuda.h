@@ -1,0 +1,56 @@
+/* model_cuda.h — a model's graph run on an NVIDIA GPU: device memory, forward, backward and
+ * SGD with the CUDA layers of nn_cuda.cu. Used through model.h (model_use_device). */
+#ifndef IMGSET_MODEL_CUDA_H
+#define IMGSET_MODEL_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Declared in every build, defined only where nvcc compiled trainer/model_cuda.cu (then
+ * IMGSET_HAVE_CUDA is defined). The device memory mirrors the host Model's: parameters,
+ * gradients and momentum buffers in graph.tensors' layout, activations and their gradients
+ * in the CPU executor's layout for max_batch images. Everything is queued on the model's own
+ * stream; the calls that hand results to the host wait for it. -1 / NULL with imgset_fail().
+ */
+typedef struct ModelCuda ModelCuda;
+
+/* Device memory and a stream for g with up to max_batch images; the parameters and momentum
+ * buffers are copied from the host arrays (param_floats each). */
+ModelCuda *model_cuda_create(const ModelGraph *g, int max_batch, const float *params,
+                             const float *velocity);
+void model_cuda_free(ModelCuda *mc);   /* NULL is fine */
+
+/* Forward x_device ((N, C, H, W) float32 in GPU memory) and copy the logits (N, K) to
+ * logits_host (waits). training = 1 as model_forward. */
+int model_cuda_forward(ModelCuda *mc, const float *x_device, int N, int training,
+                       float *logits_host);
+
+/* Backpropagate dlogits_host ((N, K) on the host, the gradient of the last training
+ * forward's logits), adding to the device gradients. Queued, not waited for. */
+int model_cuda_backward(ModelCuda *mc, const float *dlogits_host, int N);
+
+int model_cuda_zero_grad(ModelCuda *mc);
+
+/* One SGD step on every trainable tensor (queued). */
+int model_cuda_sgd_step(ModelCuda *mc, float lr, const SgdConfig *config);
+
+/* Copy parameters, gradients and momentum buffers to the host (each may be NULL; waits). */
+int model_cuda_download(ModelCuda *mc, float *params, float *grads, float *velocity);
+
+/* Seconds the GPU spent on training steps (from the start of each training forward to the
+ * end of its SGD step, timed with CUDA events) since the model was created; waits. */
+double model_cuda_busy_seconds(ModelCuda *mc);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
