@@ -23,6 +23,7 @@
 #include "gpu.h"
 #endif
 #include "loader.h"
+#include "model.h"
 #include "pgserver.h"
 #include "progress.h"
 #include "train.h"
@@ -50,6 +51,7 @@ typedef struct BenchArgs {
     const char *db;            /* an existing server instead of the embedded one */
     int cold;
     int threads, workers, read_workers, batch, read_batch;
+    int device;                /* training: TRAIN_AUTO, MODEL_CPU or MODEL_CUDA */
     uint64_t seed;
 } BenchArgs;
 
@@ -70,6 +72,8 @@ typedef struct Cell {
     Spread read_wait_ms;       /* mean data-wait per batch */
     Spread epoch_seconds;      /* per run: the average over its epochs */
     Spread train_wait, train_compute, train_rate, au;
+    Spread h2d_gbps;           /* training on the GPU: pixel bytes / host-to-device seconds */
+    const char *device;        /* where it trained: "cpu" or "cuda" */
     const char *model;
 } Cell;
 
@@ -97,18 +101,21 @@ static void bench_usage(FILE *out)
             "usage: imgset bench [--shapes cifar10,tinyimagenet,hires,mixed]\n"
             "                    [--stores files,mmap,gpummap,hdf5,pg] [--mode read|train|both]\n"
             "                    [--epochs E] [--runs R] [--scale F] [--out DIR] [--db URI]\n"
-            "                    [--cold] [--threads T] [--workers W] [--batch B] [--seed S]\n\n"
+            "                    [--cold] [--threads T] [--workers W] [--batch B] [--seed S]\n"
+            "                    [--device auto|cpu|cuda]\n\n"
             "Generate each data-set shape (or reuse a cached copy whose digest matches), write it\n"
             "into every store, and measure for each store x shape:\n"
             "  read   loader only: images/s, MB/s, mean data-wait per batch (batch 256,\n"
             "         2 workers, float output as for training)\n"
             "  train  cnn-small (resnet8 for hires): average epoch seconds, data-wait, compute,\n"
-            "         images/s, AU = compute / wall\n"
+            "         images/s, AU = compute / wall; on a GPU also host-to-device GB/s (gpummap\n"
+            "         always trains on the GPU: its batches are gathered there)\n"
             "R runs each (median, min-max), warm cache (one untimed epoch first) unless --cold.\n"
             "Writes DIR/results.md, results.csv, results.json and results.png (gnuplot).\n"
             "  --scale F   fraction of the full counts (1 = cifar10 50,000/10,000 etc.)\n"
             "  --epochs E  training epochs per run (default 2); --runs R (default 3)\n"
             "  --out DIR   default build/bench; data sets are cached in DIR/data\n"
+            "  --device D  where to train: auto (default: cuda when a GPU is there), cpu, cuda\n"
             "  --db URI    use this server (postgresql://...) instead of starting an embedded\n"
             "              throwaway cluster (the default; it is stopped at the end)\n");
 }
@@ -141,12 +148,13 @@ static int parse_bench_args(int argc, char **argv, BenchArgs *a)
         {"out", required_argument, 0, 'o'},    {"db", required_argument, 0, 'd'},
         {"cold", no_argument, 0, 'c'},         {"threads", required_argument, 0, 't'},
         {"workers", required_argument, 0, 'w'}, {"batch", required_argument, 0, 'b'},
-        {"seed", required_argument, 0, 's'},   {"help", no_argument, 0, 'h'},
+        {"seed", required_argument, 0, 's'},   {"device", required_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     *a = (BenchArgs){.read = 1, .train = 1, .epochs = 2, .runs = 3, .scale = 1.0,
                      .out = "build/bench", .threads = 2, .workers = 1, .read_workers = 2,
-                     .batch = 128, .read_batch = 256, .seed = 1};
+                     .batch = 128, .read_batch = 256, .device = TRAIN_AUTO, .seed = 1};
     for (int i = 0; i < MAX_SHAPES; i++)
         a->shapes[i] = all_shapes[i];
     for (int i = 0; i < MAX_STORES; i++)
@@ -199,6 +207,16 @@ static int parse_bench_args(int argc, char **argv, BenchArgs *a)
             else if (c == 't') a->threads = (int)v;
             else if (c == 'w') a->workers = (int)v;
             else a->batch = (int)v;
+            break;
+        case 'D':
+            if (strcmp(optarg, "auto") == 0) a->device = TRAIN_AUTO;
+            else if (strcmp(optarg, "cpu") == 0) a->device = MODEL_CPU;
+            else if (strcmp(optarg, "cuda") == 0) a->device = MODEL_CUDA;
+            else {
+                fprintf(stderr, "imgset bench: unknown device \"%s\" (auto, cpu, cuda)\n",
+                        optarg);
+                return 2;
+            }
             break;
         case 'h': bench_usage(stdout); return -1;
         default: bench_usage(stderr); return 2;
@@ -417,7 +435,7 @@ static int measure_read(const BenchArgs *a, const char *shape, const char *store
 
 /* Sums of a run's epochs, collected by the train callback. */
 typedef struct RunSums {
-    double wall, wait, compute;
+    double wall, wait, compute, copy, copy_bytes;
     int64_t images;
     int epochs;
 } RunSums;
@@ -428,6 +446,8 @@ static void add_epoch(void *ctx, const EpochReport *r)
     s->wall += r->wall;
     s->wait += r->wait;
     s->compute += r->compute;
+    s->copy += r->copy;
+    s->copy_bytes += r->copy_bytes;
     s->images += r->images;
     s->epochs++;
 }
@@ -442,7 +462,7 @@ static const char *model_for(const char *shape)
     return strcmp(shape, "hires") == 0 ? "resnet8" : "cnn-small";
 }
 
-static int measure_train(const BenchArgs *a, const char *shape, Cell *cell)
+static int measure_train(const BenchArgs *a, const char *shape, const char *store, Cell *cell)
 {
     TrainConfig c;
     train_config_default(&c);
@@ -455,7 +475,10 @@ static int measure_train(const BenchArgs *a, const char *shape, Cell *cell)
     c.seed = a->seed;
     c.size = strcmp(shape, "mixed") == 0 ? 64 : 0;
     c.evaluate = 0;
+    /* gpummap's batches are gathered in GPU memory: it trains there or not at all */
+    c.device = strcmp(store, "gpummap") == 0 ? MODEL_CUDA : a->device;
     double epoch_s[MAX_RUNS], wait[MAX_RUNS], compute[MAX_RUNS], rate[MAX_RUNS], au[MAX_RUNS];
+    double h2d[MAX_RUNS];
     for (int r = 0; r < a->runs; r++) {
         RunSums sums = {0};
         TrainCallbacks cb = {NULL, add_epoch, stop_on_interrupt, &sums};
@@ -469,7 +492,11 @@ static int measure_train(const BenchArgs *a, const char *shape, Cell *cell)
         compute[r] = sums.compute / sums.epochs;
         rate[r] = (double)sums.images / sums.wall;
         au[r] = sums.compute / sums.wall;
+        h2d[r] = sums.copy > 0 ? sums.copy_bytes / sums.copy / 1e9 : 0;
+        cell->device = run.device == MODEL_CUDA ? "cuda" : "cpu";
     }
+    if (strcmp(cell->device, "cuda") == 0)
+        spread_of(&cell->h2d_gbps, h2d, a->runs);
     spread_of(&cell->epoch_seconds, epoch_s, a->runs);
     spread_of(&cell->train_wait, wait, a->runs);
     spread_of(&cell->train_compute, compute, a->runs);
@@ -508,6 +535,7 @@ static const Spread *get_read_wait(const Cell *c) { return &c->read_wait_ms; }
 static const Spread *get_au(const Cell *c) { return &c->au; }
 static const Spread *get_wait(const Cell *c) { return &c->train_wait; }
 static const Spread *get_compute(const Cell *c) { return &c->train_compute; }
+static const Spread *get_h2d(const Cell *c) { return &c->h2d_gbps; }
 
 static void table(FILE *f, const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
                   const char *title, SpreadOf get, const char *fmt)
@@ -625,12 +653,15 @@ static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
         return imgset_fail("%s: %s", path, strerror(errno));
     fprintf(f, "## pg_imgset benchmark: where should the data set live?\n\n");
     fprintf(f, "machine: %s\n\n", machine);
+    static const char *const device_names[] = {"auto (cuda when a GPU is there)", "cpu", "cuda"};
     fprintf(f, "settings: %d run%s per cell (median, min–max), %s cache, training %d epoch%s of "
-               "batch %d with %d compute thread%s and %d loader worker%s; loader-only reads: "
-               "batch %d, %d workers, float output; PostgreSQL: %s\n\ndata sets:",
+               "batch %d with %d compute thread%s and %d loader worker%s on device %s (gpummap: "
+               "cuda); loader-only reads: batch %d, %d workers, float output; PostgreSQL: "
+               "%s\n\ndata sets:",
             a->runs, a->runs > 1 ? "s" : "", a->cold ? "cold" : "warm", a->epochs,
             a->epochs > 1 ? "s" : "", a->batch, a->threads, a->threads > 1 ? "s" : "",
-            a->workers, a->workers != 1 ? "s" : "", a->read_batch, a->read_workers, pg_note);
+            a->workers, a->workers != 1 ? "s" : "", device_names[a->device + 1], a->read_batch,
+            a->read_workers, pg_note);
     for (int j = 0; j < a->nshapes; j++)
         fprintf(f, "%s %s %lld train / %lld test (%s)", j ? ";" : "", a->shapes[j],
                 (long long)counts[j][0], (long long)counts[j][1], model_for(a->shapes[j]));
@@ -641,7 +672,10 @@ static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
         table(f, a, cells, "Accelerator utilisation AU = compute / wall (training)", get_au,
               "%.3f");
         table(f, a, cells, "Data-wait seconds per epoch (training)", get_wait, "%.2f");
-        table(f, a, cells, "Compute seconds per epoch (training)", get_compute, "%.2f");
+        table(f, a, cells, "Compute seconds per epoch (training; on a GPU its own time, from "
+              "CUDA events)", get_compute, "%.2f");
+        table(f, a, cells, "Host-to-device GB/s (training on a GPU: pixel bytes / copy time; "
+              "gpummap: the GPU's gather from the mapped file)", get_h2d, "%.1f");
     }
     if (a->read) {
         table(f, a, cells, "Loader only: images/s (higher is better)", get_read, "%.0f");
@@ -685,6 +719,7 @@ static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
             csv_row(f, st, sh, "au", &c->au, "fraction", c->note);
             csv_row(f, st, sh, "train_data_wait", &c->train_wait, "s/epoch", c->note);
             csv_row(f, st, sh, "train_compute", &c->train_compute, "s/epoch", c->note);
+            csv_row(f, st, sh, "train_h2d_gb_per_s", &c->h2d_gbps, "GB/s", c->note);
             csv_row(f, st, sh, "read_images_per_s", &c->read_rate, "images/s", c->note);
             csv_row(f, st, sh, "read_mb_per_s", &c->read_mbps, "MB/s", c->note);
             csv_row(f, st, sh, "read_wait_per_batch", &c->read_wait_ms, "ms", c->note);
@@ -704,15 +739,18 @@ static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
         for (int j = 0; j < a->nshapes; j++) {
             const Cell *c = &cells[i][j];
             fprintf(f, "%s\n  {\"store\": \"%s\", \"shape\": \"%s\", \"model\": \"%s\", "
-                       "\"train_images\": %lld, \"note\": \"%s\", \"write_seconds\": %.6g, ",
+                       "\"train_images\": %lld, \"device\": \"%s\", \"note\": \"%s\", "
+                       "\"write_seconds\": %.6g, ",
                     first ? "" : ",", a->stores[i], a->shapes[j], model_for(a->shapes[j]),
-                    (long long)counts[j][0], c->note, c->write_seconds);
+                    (long long)counts[j][0], c->device ? c->device : "", c->note,
+                    c->write_seconds);
             first = 0;
             json_spread(f, "epoch_seconds", &c->epoch_seconds, 0);
             json_spread(f, "train_images_per_s", &c->train_rate, 0);
             json_spread(f, "au", &c->au, 0);
             json_spread(f, "train_data_wait_seconds", &c->train_wait, 0);
             json_spread(f, "train_compute_seconds", &c->train_compute, 0);
+            json_spread(f, "train_h2d_gb_per_s", &c->h2d_gbps, 0);
             json_spread(f, "read_images_per_s", &c->read_rate, 0);
             json_spread(f, "read_mb_per_s", &c->read_mbps, 0);
             json_spread(f, "read_wait_ms_per_batch", &c->read_wait_ms, 1);
@@ -854,12 +892,7 @@ int cmd_bench(int argc, char **argv)
             if (rc == 0 && a.read)
                 rc = measure_read(&a, shape, store, cell);
             if (rc == 0 && a.train) {
-                if (strcmp(store, "gpummap") == 0) {
-                    snprintf(cell->note, sizeof cell->note,
-                             "n/a — training on the GPU is not built yet");
-                    continue;
-                }
-                rc = measure_train(&a, shape, cell);
+                rc = measure_train(&a, shape, store, cell);
             }
             if (rc < 0) {
                 const char *msg = imgset_error();

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # run.sh — the GPU check in one call for a machine with an NVIDIA GPU: install what is missing,
-# build, run the GPU tests, then time `imgset read` for mmap (host), gpummap (zero-copy gather
-# on the GPU) and mmap --device cuda (pinned memory + cudaMemcpyAsync) on the cifar10 and
-# tinyimagenet shapes, and print a table (images/s, host-to-device GB/s). See README.md.
-# Usage: test/gpu/run.sh   (JOBS=N for make -jN, default 16; exit status 0 when all passed)
+# build, run the GPU tests (loader and trainer), time `imgset read` for mmap (host), gpummap
+# (zero-copy gather on the GPU) and mmap --device cuda (pinned memory + cudaMemcpyAsync), then
+# train on the GPU through every store (`imgset bench --mode train --device cuda`) on the
+# cifar10 and tinyimagenet shapes, and print two short tables. See README.md.
+# Usage: test/gpu/run.sh   (JOBS=N for make -jN, default 16; SCALE=F for the bench's data
+# sets, default 0.2; exit status 0 when all passed)
 set -u
 cd "$(dirname "$0")/../.."
 start=$SECONDS
@@ -27,16 +29,19 @@ mkdir -p build
 if ! make -j"${JOBS:-16}" all >build/gpu-build.log 2>&1; then
     tail -25 build/gpu-build.log
     fail "make all (trying the CLI and test_gpu alone)"
-    make -j"${JOBS:-16}" build/imgset build/test/test_gpu >>build/gpu-build.log 2>&1 ||
+    make -j"${JOBS:-16}" build/imgset build/test/test_gpu build/test/test_gpu_train \
+        >>build/gpu-build.log 2>&1 ||
         { tail -25 build/gpu-build.log; fail "build"; exit 1; }
 fi
 grep '^imgset build:' build/gpu-build.log
 
-step "GPU tests (build/test/test_gpu)"
-timeout 180 build/test/test_gpu 2>&1 | tee build/gpu-test.log
-rc=${PIPESTATUS[0]}
-[ "$rc" -eq 0 ] || fail "test_gpu exited with status $rc"
-grep -q '# SKIP' build/gpu-test.log && fail "test_gpu skipped its device tests"
+for t in test_gpu test_gpu_train; do
+    step "GPU tests (build/test/$t)"
+    timeout 180 "build/test/$t" 2>&1 | tee "build/$t.log"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 0 ] || fail "$t exited with status $rc"
+    grep -q '# SKIP' "build/$t.log" && fail "$t skipped its device tests"
+done
 
 step "data sets"
 data=$(mktemp -d "$PWD/build/gpu-data.XXXXXX")
@@ -88,9 +93,33 @@ for shape in cifar10 tinyimagenet; do
         [ "${digests[1]}" = "${digests[2]}" ] || fail "$shape: digests missing or different"
 done
 
+step "training on the GPU through every store: imgset bench --mode train --device cuda"
+bench="$data/bench"
+timeout 300 build/imgset bench --stores mmap,gpummap,hdf5,pg,files --shapes cifar10,tinyimagenet \
+    --mode train --device cuda --scale "${SCALE:-0.2}" --epochs 2 --runs 3 --batch 256 \
+    --workers 8 --out "$bench" >"$data/bench.log" 2>&1 || fail "imgset bench (see below)"
+tail -n 40 "$data/bench.log"
+
 step "summary"
+echo "Loader only (imgset read, batch 256, 4 workers, float):"
 printf '%-13s %-40s %12s %10s\n' shape path images/s "h2d GB/s"
 printf '%s\n' "${rows[@]}"
 echo "(h2d GB/s: pixel bytes moved to the GPU / time of the transfers, timed with CUDA events)"
+echo
+echo "Training cnn-small on the GPU (imgset bench, batch 256, 8 workers; median of 3 runs):"
+if [ -f "$bench/results.csv" ]; then
+    # store,shape,metric,median,min,max,unit,note -> one row per store x shape
+    awk -F, 'NR > 1 { key = $1 " " $2; if (!(key in seen)) { seen[key] = 1; order[n++] = key }
+                      v[key, $3] = ($4 != "" ? $4 : "n/a") }
+             END { printf "%-9s %-13s %9s %10s %7s %9s\n", "store", "shape", "epoch s",
+                          "images/s", "AU", "h2d GB/s"
+                   for (i = 0; i < n; i++) { k = order[i]; split(k, p, " ")
+                       printf "%-9s %-13s %9s %10s %7s %9s\n", p[1], p[2], v[k, "epoch_seconds"],
+                              v[k, "train_images_per_s"], v[k, "au"], v[k, "train_h2d_gb_per_s"] } }' \
+        "$bench/results.csv"
+    grep -h '^| .*error' "$bench/results.md" | head -5
+else
+    echo "(no results.csv: the bench failed)"
+fi
 echo "run.sh: $failures failure(s), $((SECONDS - start)) s"
 [ "$failures" -eq 0 ]
