@@ -97,6 +97,8 @@ endif
 # C tests: test/unit/, and test/gpu/ (they skip their device tests, saying why, without a GPU).
 UNIT_SRC := $(wildcard test/unit/test_*.c test/gpu/test_*.c)
 UNIT_BIN := $(patsubst %.c,$(BUILD)/test/%,$(notdir $(UNIT_SRC)))
+# The GPU code run on the host (test/gpu/emu), in CUDA builds: see below.
+EMU_BIN  := $(if $(HAVE_CUDA),$(BUILD)/test/test_gpu_train_emu)
 PGTEST_BIN := $(if $(HAVE_PG),$(BUILD)/pgtest/store_test $(BUILD)/pgtest/bench_batch)
 BENCH_BIN := $(patsubst test/bench/%.c,$(BUILD)/bench/%,$(wildcard test/bench/*.c))
 FUZZ_SRC := $(if $(FUZZ_CC),$(wildcard test/fuzz/fuzz_*.c))
@@ -105,7 +107,7 @@ CFLAGS   += -Iloaders -Itrainer
 
 .PHONY: all check demo bench install install-if-root deps extension clean report
 .SECONDARY:
-all: report $(BUILD)/imgset $(UNIT_BIN) $(PGTEST_BIN) $(BENCH_BIN) $(FUZZ_BIN) extension
+all: report $(BUILD)/imgset $(UNIT_BIN) $(EMU_BIN) $(PGTEST_BIN) $(BENCH_BIN) $(FUZZ_BIN) extension
 
 report:
 	@echo "imgset build: found: $(strip $(found))"
@@ -132,6 +134,23 @@ $(BUILD)/test/%: test/unit/%.c test/unit/tap.h $(BUILD)/libimgset.a
 $(BUILD)/test/%: test/gpu/%.c test/unit/tap.h $(BUILD)/libimgset.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(BUILD)/libimgset.a $(LDLIBS)
+
+# test_gpu_train again, with the .cu files compiled as C++ against the host emulation of the
+# CUDA runtime and cuBLAS in test/gpu/emu (GPU_THREADS = 1, see loaders/gpu_launch.h): the
+# GPU executor and its kernels checked against the CPU on every machine, GPU or not.
+EMU_CXXFLAGS := -O1 -g -std=c++17 -DIMGSET_CUDA_EMULATION -Itest/gpu/emu -Iloaders -Itrainer \
+                $(filter-out -I$(CUDA_HOME)/include,$(filter -DIMGSET_HAVE_% -I%,$(CFLAGS)))
+EMU_OBJ := $(CU_SRC:%.cu=$(BUILD)/emuobj/%.o) $(BUILD)/emuobj/emu.o
+$(BUILD)/emuobj/%.o: %.cu $(wildcard loaders/*.h trainer/*.h test/gpu/emu/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -x c++ -c $< -o $@
+$(BUILD)/emuobj/emu.o: test/gpu/emu/emu.cpp $(wildcard test/gpu/emu/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+$(BUILD)/test/test_gpu_train_emu: test/gpu/test_gpu_train.c test/unit/tap.h $(LIB_OBJ) $(EMU_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(LIB_OBJ) $(EMU_OBJ) \
+	    $(filter-out -lcudart -lcublas,$(LDLIBS))
 
 # Benchmark programs (test/bench/*.c): run by hand, never by make check.
 $(BUILD)/bench/%: test/bench/%.c $(BUILD)/libimgset.a

@@ -7,8 +7,9 @@ extern "C" {
 #include "error.h"
 #include "gpu.h"
 }
+#include "gpu_launch.h"
 
-#define THREADS 256        /* threads per block for both kernels */
+#define THREADS GPU_THREADS   /* threads per block for both kernels */
 #define MAX_BLOCKS 65535   /* the normalise kernel loops when there is more work */
 
 struct GpuStream {
@@ -185,8 +186,8 @@ int gpu_gather_async(GpuStream *s, uint8_t *dst_device, const uint8_t *images_de
         return 0;
     if (timed && transfer_begin(s) < 0)
         return -1;
-    gather_kernel<<<n, THREADS, 0, s->stream>>>(dst_device, images_device, image_bytes,
-                                                indices_device);
+    GPU_LAUNCH(gather_kernel, n, s->stream, dst_device, images_device, image_bytes,
+               indices_device);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess)
         return cuda_fail("the gather kernel's launch", err);
@@ -227,8 +228,8 @@ int gpu_normalise_async(GpuStream *s, float *dst_device, const uint8_t *src_devi
     if (pixels == 0)
         return 0;
     size_t blocks = (pixels + THREADS - 1) / THREADS;
-    normalise_kernel<<<blocks < MAX_BLOCKS ? (unsigned)blocks : MAX_BLOCKS, THREADS, 0,
-                       s->stream>>>(dst_device, src_device, pixels, plane, c, f);
+    GPU_LAUNCH(normalise_kernel, blocks < MAX_BLOCKS ? (unsigned)blocks : MAX_BLOCKS,
+               s->stream, dst_device, src_device, pixels, plane, c, f);
     cudaError_t err = cudaGetLastError();
     return err == cudaSuccess ? 0 : cuda_fail("the normalise kernel's launch", err);
 }

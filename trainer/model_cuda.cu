@@ -1,5 +1,6 @@
 /* model_cuda.cu — the model executor on the GPU (see model_cuda.h): the graph's ops in order
  * over the whole batch, each one nn_cuda.cu call, on the model's own stream. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,13 +11,15 @@ extern "C" {
 #include "nn_cuda.h"
 
 /* Most floats of im2col workspace a convolution may use: bigger batches go in chunks.
- * IMGSET_CUDA_WORKSPACE_MB overrides it (the tests make it small to check the chunking). */
+ * IMGSET_CUDA_WORKSPACE_MB (1..4096) overrides it (the tests make it small to check the
+ * chunking). */
 #define WORK_CAP_FLOATS ((size_t)1 << 25)   /* 128 MiB */
 
 static size_t work_cap_floats(void)
 {
     const char *mb = getenv("IMGSET_CUDA_WORKSPACE_MB");
     long v = mb ? strtol(mb, NULL, 10) : 0;
+    v = v > 4096 ? 4096 : v;
     return v > 0 ? (size_t)v * (1024 * 1024 / sizeof(float)) : WORK_CAP_FLOATS;
 }
 
@@ -32,10 +35,15 @@ struct ModelCuda {
     float *conv_tmp;           /* (max_batch, g->conv_tmp_floats): a fused block's pre-pool output */
     float *act[MODEL_MAX_ACTS], *dact[MODEL_MAX_ACTS];
     int chunk[MODEL_MAX_OPS];  /* images per im2col GEMM, per conv op */
-    cudaEvent_t step_start, step_stop;
-    int step_open;             /* a training forward recorded step_start */
+    /* A training step's GPU time: forward (step_start to forward_stop) plus backward and SGD
+     * (backward_start to step_stop); the gap while the host computes the loss is not in it. */
+    cudaEvent_t step_start, forward_stop, backward_start, step_stop;
+    int step_open;             /* a training forward recorded step_start and forward_stop */
+    int backward_open;         /* and a backward recorded backward_start */
     int step_pending;          /* step_stop recorded, not yet added to busy */
     double busy;               /* seconds */
+    char error[512];           /* a failure of a call that cannot report it (zero_grad, step),
+                                * reported by the next forward or backward */
     int batch, training;       /* of the last forward */
 };
 
@@ -90,10 +98,10 @@ void model_cuda_free(ModelCuda *mc)
             cudaFree(buffers[i]);
     if (mc->nn.blas)
         cublasDestroy(mc->nn.blas);
-    if (mc->step_start)
-        cudaEventDestroy(mc->step_start);
-    if (mc->step_stop)
-        cudaEventDestroy(mc->step_stop);
+    cudaEvent_t events[] = {mc->step_start, mc->forward_stop, mc->backward_start, mc->step_stop};
+    for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
+        if (events[i])
+            cudaEventDestroy(events[i]);
     if (mc->nn.stream)
         cudaStreamDestroy(mc->nn.stream);
     cudaGetLastError();
@@ -118,8 +126,10 @@ static int setup(ModelCuda *mc, const float *params, const float *velocity)
             work = per_image * chunk;
     }
     CHECK(cudaStreamCreateWithFlags(&mc->nn.stream, cudaStreamNonBlocking), "cudaStreamCreate");
-    CHECK(cudaEventCreate(&mc->step_start), "cudaEventCreate");
-    CHECK(cudaEventCreate(&mc->step_stop), "cudaEventCreate");
+    cudaEvent_t *events[] = {&mc->step_start, &mc->forward_stop, &mc->backward_start,
+                             &mc->step_stop};
+    for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
+        CHECK(cudaEventCreate(events[i]), "cudaEventCreate");
     cublasStatus_t st = cublasCreate(&mc->nn.blas);
     if (st != CUBLAS_STATUS_SUCCESS)
         return imgset_fail("cublas: cublasCreate failed: %s", cublasGetStatusString(st));
@@ -138,11 +148,16 @@ static int setup(ModelCuda *mc, const float *params, const float *velocity)
         mc->act[a] = mc->acts + g->acts[a].offset * B;
         mc->dact[a] = a > 0 ? mc->acts + (g->act_floats + g->acts[a].offset) * B : NULL;
     }
+    /* on the model's stream (which does not wait for the legacy default stream), then waited
+     * for, so that the first forward reads the uploaded weights */
     size_t bytes = g->param_floats * sizeof(float);
-    CHECK(cudaMemcpy(mc->params, params, bytes, cudaMemcpyHostToDevice), "uploading parameters");
-    CHECK(cudaMemcpy(mc->velocity, velocity, bytes, cudaMemcpyHostToDevice),
+    cudaStream_t s = mc->nn.stream;
+    CHECK(cudaMemcpyAsync(mc->params, params, bytes, cudaMemcpyHostToDevice, s),
+          "uploading parameters");
+    CHECK(cudaMemcpyAsync(mc->velocity, velocity, bytes, cudaMemcpyHostToDevice, s),
           "uploading momentum buffers");
-    CHECK(cudaMemset(mc->grads, 0, bytes), "zeroing gradients");
+    CHECK(cudaMemsetAsync(mc->grads, 0, bytes, s), "zeroing gradients");
+    CHECK(cudaStreamSynchronize(s), "uploading the model");
     return 0;
 }
 
@@ -229,16 +244,15 @@ static int op_forward(const ModelCuda *mc, const ModelOp *op, int N, int trainin
     return imgset_fail("model: op kind %d has no GPU forward", op->kind);
 }
 
-/* The gradient of activation `which` for N images, zeroed first when this op is its first
- * writer; NULL for the network's input. */
-static float *input_grad(const ModelCuda *mc, int which, int zero, int N)
+/* *d = the gradient of activation `which` for N images, zeroed first when this op is its
+ * first writer; NULL for the network's input. */
+static int input_grad(const ModelCuda *mc, int which, int zero, int N, float **d)
 {
-    float *d = mc->dact[which];
-    if (d && zero &&
-        cudaMemsetAsync(d, 0, sizeof(float) * mc->g->acts[which].size * N, mc->nn.stream) !=
-            cudaSuccess)
-        return NULL;   /* reported by the launch check after the op */
-    return d;
+    *d = mc->dact[which];
+    if (*d && zero)
+        CHECK(cudaMemsetAsync(*d, 0, sizeof(float) * mc->g->acts[which].size * N,
+                              mc->nn.stream), "zeroing an activation's gradient");
+    return 0;
 }
 
 static int op_backward(const ModelCuda *mc, const ModelOp *op, int N)
@@ -248,7 +262,11 @@ static int op_backward(const ModelCuda *mc, const ModelOp *op, int N)
     const ModelAct *a = &g->acts[op->in], *o = &g->acts[op->out];
     const float *x = mc->act[op->in], *y = mc->act[op->out], *dy = mc->dact[op->out];
     const float *w = param_of(mc, op->weight);
-    float *dx = input_grad(mc, op->in, op->zero_din, N);
+    float *dx, *dx2 = NULL;
+    if (input_grad(mc, op->in, op->zero_din, N, &dx) < 0 ||
+        ((op->kind == OP_ADD || op->kind == OP_CONCAT) &&
+         input_grad(mc, op->in2, op->zero_din2, N, &dx2) < 0))
+        return -1;
     float *dw = grad_of(mc, op->weight), *db = grad_of(mc, op->bias);
     size_t n = (size_t)N * a->size;
     switch (op->kind) {
@@ -273,10 +291,9 @@ static int op_backward(const ModelCuda *mc, const ModelOp *op, int N)
     case OP_LINEAR:
         return cuda_linear_backward(nn, dx, dw, db, dy, x, w, N, (int)a->size, o->c);
     case OP_ADD:
-        return cuda_add_backward(nn, dx, input_grad(mc, op->in2, op->zero_din2, N), dy, n);
+        return cuda_add_backward(nn, dx, dx2, dy, n);
     case OP_CONCAT:
-        return cuda_concat_backward(nn, dx, input_grad(mc, op->in2, op->zero_din2, N), dy, N,
-                                    a->c, g->acts[op->in2].c, a->h * a->w);
+        return cuda_concat_backward(nn, dx, dx2, dy, N, a->c, g->acts[op->in2].c, a->h * a->w);
     case OP_CONV_RELU_POOL: {
         int ch = (a->h + 2 * op->pad - op->kernel) / op->stride + 1;
         int cw = (a->w + 2 * op->pad - op->kernel) / op->stride + 1;
@@ -298,12 +315,28 @@ static int settle_step(ModelCuda *mc)
 {
     if (!mc->step_pending)
         return 0;
-    float ms = 0;
+    float forward_ms = 0, backward_ms = 0;
     CHECK(cudaEventSynchronize(mc->step_stop), "waiting for a training step");
-    CHECK(cudaEventElapsedTime(&ms, mc->step_start, mc->step_stop), "timing a training step");
-    mc->busy += ms / 1000.0;
+    CHECK(cudaEventElapsedTime(&forward_ms, mc->step_start, mc->forward_stop),
+          "timing a training step");
+    CHECK(cudaEventElapsedTime(&backward_ms, mc->backward_start, mc->step_stop),
+          "timing a training step");
+    mc->busy += (forward_ms + backward_ms) / 1000.0;
     mc->step_pending = 0;
     return 0;
+}
+
+/* Keep the failure of a call whose caller cannot be told (model_zero_grad, model_sgd_step). */
+static void keep_error(ModelCuda *mc)
+{
+    if (!mc->error[0])
+        snprintf(mc->error, sizeof mc->error, "%s", imgset_error());
+}
+
+/* -1 with the kept failure, if there is one. */
+static int kept_error(const ModelCuda *mc)
+{
+    return mc->error[0] ? imgset_fail("%s", mc->error) : 0;
 }
 
 int model_cuda_forward(ModelCuda *mc, const float *x_device, int N, int training,
@@ -311,18 +344,21 @@ int model_cuda_forward(ModelCuda *mc, const float *x_device, int N, int training
 {
     const ModelGraph *g = mc->g;
     cudaStream_t s = mc->nn.stream;
-    if (settle_step(mc) < 0)
+    if (kept_error(mc) < 0 || settle_step(mc) < 0)
         return -1;
-    if (training) {
+    mc->step_open = mc->backward_open = 0;
+    if (training)
         CHECK(cudaEventRecord(mc->step_start, s), "cudaEventRecord");
-        mc->step_open = 1;
-    }
     /* the input is copied so that the loader may reuse its batch slot at once */
     CHECK(cudaMemcpyAsync(mc->act[0], x_device, sizeof(float) * g->acts[0].size * N,
                           cudaMemcpyDeviceToDevice, s), "copying the input batch");
     for (int i = 0; i < g->num_ops; i++)
         if (op_forward(mc, &g->ops[i], N, training) < 0)
             return -1;
+    if (training) {
+        CHECK(cudaEventRecord(mc->forward_stop, s), "cudaEventRecord");
+        mc->step_open = 1;
+    }
     CHECK(cudaMemcpyAsync(logits_host, mc->act[g->output],
                           sizeof(float) * (size_t)N * g->spec.classes, cudaMemcpyDeviceToHost, s),
           "copying the logits to the host");
@@ -335,24 +371,32 @@ int model_cuda_forward(ModelCuda *mc, const float *x_device, int N, int training
 int model_cuda_backward(ModelCuda *mc, const float *dlogits_host, int N)
 {
     const ModelGraph *g = mc->g;
+    if (kept_error(mc) < 0)
+        return -1;
     if (!mc->training || N != mc->batch)
         return imgset_fail("model: backward needs a training forward of %d images first", N);
+    if (mc->step_open && !mc->backward_open) {
+        CHECK(cudaEventRecord(mc->backward_start, mc->nn.stream), "cudaEventRecord");
+        mc->backward_open = 1;
+    }
     CHECK(cudaMemcpyAsync(mc->dact[g->output], dlogits_host,
                           sizeof(float) * (size_t)N * g->spec.classes, cudaMemcpyHostToDevice,
                           mc->nn.stream), "copying the logits' gradient to the GPU");
     for (int i = g->num_ops - 1; i >= 0; i--)
         if (op_backward(mc, &g->ops[i], N) < 0)
             return -1;
-    /* a failed cudaMemsetAsync in input_grad shows here */
-    CHECK(cudaGetLastError(), "the backward pass");
     return 0;
 }
 
 int model_cuda_zero_grad(ModelCuda *mc)
 {
-    CHECK(cudaMemsetAsync(mc->grads, 0, sizeof(float) * mc->g->param_floats, mc->nn.stream),
-          "zeroing gradients");
-    return 0;
+    cudaError_t err =
+        cudaMemsetAsync(mc->grads, 0, sizeof(float) * mc->g->param_floats, mc->nn.stream);
+    if (err == cudaSuccess)
+        return 0;
+    cuda_failed("zeroing gradients", err);
+    keep_error(mc);
+    return -1;
 }
 
 int model_cuda_sgd_step(ModelCuda *mc, float lr, const SgdConfig *config)
@@ -363,14 +407,21 @@ int model_cuda_sgd_step(ModelCuda *mc, float lr, const SgdConfig *config)
         if (t->trainable &&
             cuda_sgd_step(&mc->nn, mc->params + t->offset, mc->velocity + t->offset,
                           mc->grads + t->offset, t->count, lr, config->momentum,
-                          config->weight_decay, config->nesterov) < 0)
+                          config->weight_decay, config->nesterov) < 0) {
+            keep_error(mc);
             return -1;
+        }
     }
-    if (mc->step_open) {
-        CHECK(cudaEventRecord(mc->step_stop, mc->nn.stream), "cudaEventRecord");
-        mc->step_open = 0;
+    if (mc->step_open && mc->backward_open) {
+        cudaError_t err = cudaEventRecord(mc->step_stop, mc->nn.stream);
+        if (err != cudaSuccess) {
+            cuda_failed("cudaEventRecord", err);
+            keep_error(mc);
+            return -1;
+        }
         mc->step_pending = 1;
     }
+    mc->step_open = mc->backward_open = 0;
     return 0;
 }
 

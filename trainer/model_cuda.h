@@ -37,16 +37,18 @@ int model_cuda_forward(ModelCuda *mc, const float *x_device, int N, int training
  * forward's logits), adding to the device gradients. Queued, not waited for. */
 int model_cuda_backward(ModelCuda *mc, const float *dlogits_host, int N);
 
+/* Zero the gradients; one SGD step on every trainable tensor. Both are queued; a failure is
+ * also kept and reported again by the next forward or backward. */
 int model_cuda_zero_grad(ModelCuda *mc);
 
-/* One SGD step on every trainable tensor (queued). */
 int model_cuda_sgd_step(ModelCuda *mc, float lr, const SgdConfig *config);
 
 /* Copy parameters, gradients and momentum buffers to the host (each may be NULL; waits). */
 int model_cuda_download(ModelCuda *mc, float *params, float *grads, float *velocity);
 
-/* Seconds the GPU spent on training steps (from the start of each training forward to the
- * end of its SGD step, timed with CUDA events) since the model was created; waits. */
+/* Seconds the GPU spent on training steps since the model was created, timed with CUDA
+ * events: each training forward, plus its backward and SGD step (not the gap between them
+ * while the host computes the loss); waits for the last step. */
 double model_cuda_busy_seconds(ModelCuda *mc);
 
 #ifdef __cplusplus

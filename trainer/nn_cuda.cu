@@ -4,9 +4,10 @@
 extern "C" {
 #include "error.h"
 }
+#include "gpu_launch.h"
 #include "nn_cuda.h"
 
-#define THREADS 256
+#define THREADS GPU_THREADS
 #define MAX_BLOCKS (65535u * 64u)   /* grid-stride loops take the rest */
 
 /* A grid-stride loop over i in [0, n): kernels stay correct for any grid size. */
@@ -31,7 +32,7 @@ static int launched(const char *kernel)
 }
 
 #define LAUNCH(kernel, n, nn, ...)                                                      \
-    (kernel<<<blocks_for(n), THREADS, 0, (nn)->stream>>>(__VA_ARGS__), launched(#kernel))
+    (GPU_LAUNCH(kernel, blocks_for(n), (nn)->stream, __VA_ARGS__), launched(#kernel))
 
 /* C (M, N) = alpha op(A) (M, K) · op(B) (K, N) + beta C, all row-major as cblas_sgemm in
  * nn_conv.c. cuBLAS is column-major, where a row-major matrix is its transpose: so compute
@@ -176,7 +177,7 @@ int cuda_conv2d_backward(const NnCuda *nn, float *dinp, float *dweight, float *d
                    n, OC, ohw) < 0)
             return -1;
         if (dbias) {
-            row_sums_add_kernel<<<OC, THREADS, 0, nn->stream>>>(dbias, dtmp, (size_t)cols);
+            GPU_LAUNCH(row_sums_add_kernel, OC, nn->stream, dbias, dtmp, (size_t)cols);
             if (launched("row_sums_add_kernel") < 0)
                 return -1;
         }
@@ -538,9 +539,8 @@ int cuda_batchnorm_forward_train(const NnCuda *nn, float *out, float *save_mean,
                                  const float *inp, const float *gamma, const float *beta, int N,
                                  int C, int HW, float momentum, float eps)
 {
-    batchnorm_forward_train_kernel<<<C, THREADS, 0, nn->stream>>>(
-        out, save_mean, save_invstd, running_mean, running_var, inp, gamma, beta, N, C, HW,
-        momentum, eps);
+    GPU_LAUNCH(batchnorm_forward_train_kernel, C, nn->stream, out, save_mean, save_invstd,
+               running_mean, running_var, inp, gamma, beta, N, C, HW, momentum, eps);
     return launched("batchnorm_forward_train_kernel");
 }
 
@@ -549,8 +549,8 @@ int cuda_batchnorm_backward_train(const NnCuda *nn, float *dinp, float *dgamma, 
                                   const float *save_mean, const float *save_invstd, int N, int C,
                                   int HW)
 {
-    batchnorm_backward_train_kernel<<<C, THREADS, 0, nn->stream>>>(
-        dinp, dgamma, dbeta, dout, inp, gamma, save_mean, save_invstd, N, C, HW);
+    GPU_LAUNCH(batchnorm_backward_train_kernel, C, nn->stream, dinp, dgamma, dbeta, dout, inp,
+               gamma, save_mean, save_invstd, N, C, HW);
     return launched("batchnorm_backward_train_kernel");
 }
 
