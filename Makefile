@@ -98,7 +98,7 @@ endif
 UNIT_SRC := $(wildcard test/unit/test_*.c test/gpu/test_*.c)
 UNIT_BIN := $(patsubst %.c,$(BUILD)/test/%,$(notdir $(UNIT_SRC)))
 # The GPU code run on the host (test/gpu/emu), in CUDA builds: see below.
-EMU_BIN  := $(if $(HAVE_CUDA),$(BUILD)/test/test_gpu_train_emu)
+EMU_BIN  := $(if $(HAVE_CUDA),$(BUILD)/test/test_gpu_emu $(BUILD)/test/test_gpu_train_emu)
 PGTEST_BIN := $(if $(HAVE_PG),$(BUILD)/pgtest/store_test $(BUILD)/pgtest/bench_batch)
 BENCH_BIN := $(patsubst test/bench/%.c,$(BUILD)/bench/%,$(wildcard test/bench/*.c))
 FUZZ_SRC := $(if $(FUZZ_CC),$(wildcard test/fuzz/fuzz_*.c))
@@ -135,9 +135,10 @@ $(BUILD)/test/%: test/gpu/%.c test/unit/tap.h $(BUILD)/libimgset.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(BUILD)/libimgset.a $(LDLIBS)
 
-# test_gpu_train again, with the .cu files compiled as C++ against the host emulation of the
-# CUDA runtime and cuBLAS in test/gpu/emu (GPU_THREADS = 1, see loaders/gpu_launch.h): the
-# GPU executor and its kernels checked against the CPU on every machine, GPU or not.
+# The GPU tests again (test_gpu_emu, test_gpu_train_emu), with the .cu files compiled as C++
+# against the host emulation of the CUDA runtime and cuBLAS in test/gpu/emu (GPU_THREADS = 1,
+# see loaders/gpu_launch.h): the loader's GPU path, the GPU executor and their kernels checked
+# against the CPU on every machine, GPU or not.
 EMU_CXXFLAGS := -O1 -g -std=c++17 -DIMGSET_CUDA_EMULATION -Itest/gpu/emu -Iloaders -Itrainer \
                 $(filter-out -I$(CUDA_HOME)/include,$(filter -DIMGSET_HAVE_% -I%,$(CFLAGS)))
 EMU_OBJ := $(CU_SRC:%.cu=$(BUILD)/emuobj/%.o) $(BUILD)/emuobj/emu.o
@@ -147,7 +148,7 @@ $(BUILD)/emuobj/%.o: %.cu $(wildcard loaders/*.h trainer/*.h test/gpu/emu/*.h)
 $(BUILD)/emuobj/emu.o: test/gpu/emu/emu.cpp $(wildcard test/gpu/emu/*.h)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
-$(BUILD)/test/test_gpu_train_emu: test/gpu/test_gpu_train.c test/unit/tap.h $(LIB_OBJ) $(EMU_OBJ)
+$(BUILD)/test/%_emu: test/gpu/%.c test/unit/tap.h $(LIB_OBJ) $(EMU_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(LIB_OBJ) $(EMU_OBJ) \
 	    $(filter-out -lcudart -lcublas,$(LDLIBS))

@@ -4,8 +4,9 @@
  * (gpu_launch.h sets GPU_THREADS to 1), streams and events are immediate. It checks what the
  * real runtime would not show on the host: every pointer a kernel gets and every copy's
  * direction must match the tracked allocations, and fresh device memory is filled with NaN
- * bytes so that reads of unwritten memory show. What it cannot check: races between threads
- * of a block, launch limits, timing. Used by test_gpu_train_emu (see the Makefile). */
+ * bytes so that reads of unwritten memory show; host memory registered for the device is
+ * device memory at the same address. What it cannot check: races between threads of a block,
+ * launch limits, timing. Used by test_gpu_emu and test_gpu_train_emu (see the Makefile). */
 #ifndef IMGSET_EMU_CUDA_RUNTIME_H
 #define IMGSET_EMU_CUDA_RUNTIME_H
 

@@ -17,6 +17,7 @@ namespace {
 struct Allocation {
     char *p;
     size_t n;
+    bool owned;   /* from cudaMalloc; false: host memory registered with cudaHostRegister */
 };
 
 std::mutex allocations_lock;
@@ -156,7 +157,7 @@ cudaError_t cudaMalloc(void **p, size_t n)
         return cudaErrorInvalidValue;
     memset(*p, 0xff, n);   /* NaN floats: reads of memory nobody wrote show */
     std::lock_guard<std::mutex> guard(allocations_lock);
-    allocations.push_back({(char *)*p, n});
+    allocations.push_back({(char *)*p, n, true});
     return cudaSuccess;
 }
 
@@ -165,7 +166,7 @@ cudaError_t cudaFree(void *p)
     {
         std::lock_guard<std::mutex> guard(allocations_lock);
         for (size_t i = 0; i < allocations.size(); i++)
-            if (allocations[i].p == p) {
+            if (allocations[i].p == p && allocations[i].owned) {
                 allocations.erase(allocations.begin() + (long)i);
                 free(p);
                 return cudaSuccess;
@@ -187,10 +188,36 @@ cudaError_t cudaFreeHost(void *p)
     return cudaSuccess;
 }
 
-/* Mapping host memory for the device (gpummap) is not emulated. */
-cudaError_t cudaHostRegister(void *, size_t, unsigned) { return cudaErrorNotSupported; }
-cudaError_t cudaHostUnregister(void *) { return cudaSuccess; }
-cudaError_t cudaHostGetDevicePointer(void **, void *, unsigned) { return cudaErrorNotSupported; }
+/* Host memory registered for the device (gpummap's mapped files) becomes device memory at
+ * the same address, as with the unified addressing of a real GPU; the emulator does not own
+ * it. */
+cudaError_t cudaHostRegister(void *p, size_t n, unsigned)
+{
+    if (!p || !n)
+        return cudaErrorInvalidValue;
+    std::lock_guard<std::mutex> guard(allocations_lock);
+    allocations.push_back({(char *)p, n, false});
+    return cudaSuccess;
+}
+
+cudaError_t cudaHostUnregister(void *p)
+{
+    std::lock_guard<std::mutex> guard(allocations_lock);
+    for (size_t i = 0; i < allocations.size(); i++)
+        if (allocations[i].p == p && !allocations[i].owned) {
+            allocations.erase(allocations.begin() + (long)i);
+            return cudaSuccess;
+        }
+    return cudaErrorInvalidValue;
+}
+
+cudaError_t cudaHostGetDevicePointer(void **device, void *p, unsigned)
+{
+    if (!emu_is_device(p, 1))
+        return cudaErrorInvalidValue;
+    *device = p;
+    return cudaSuccess;
+}
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind)
 {
