@@ -98,7 +98,8 @@ endif
 UNIT_SRC := $(wildcard test/unit/test_*.c test/gpu/test_*.c)
 UNIT_BIN := $(patsubst %.c,$(BUILD)/test/%,$(notdir $(UNIT_SRC)))
 # The GPU code run on the host (test/gpu/emu), in CUDA builds: see below.
-EMU_BIN  := $(if $(HAVE_CUDA),$(BUILD)/test/test_gpu_emu $(BUILD)/test/test_gpu_train_emu)
+EMU_BIN  := $(if $(HAVE_CUDA),$(BUILD)/test/test_gpu_emu $(BUILD)/test/test_gpu_train_emu \
+                               $(BUILD)/imgset_emu)
 PGTEST_BIN := $(if $(HAVE_PG),$(BUILD)/pgtest/store_test $(BUILD)/pgtest/bench_batch)
 BENCH_BIN := $(patsubst test/bench/%.c,$(BUILD)/bench/%,$(wildcard test/bench/*.c))
 FUZZ_SRC := $(if $(FUZZ_CC),$(wildcard test/fuzz/fuzz_*.c))
@@ -135,7 +136,8 @@ $(BUILD)/test/%: test/gpu/%.c test/unit/tap.h $(BUILD)/libimgset.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(BUILD)/libimgset.a $(LDLIBS)
 
-# The GPU tests again (test_gpu_emu, test_gpu_train_emu), with the .cu files compiled as C++
+# The GPU tests and the CLI again (test_gpu_emu, test_gpu_train_emu, imgset_emu for
+# test/e2e/test_gpu_emu.sh), with the .cu files compiled as C++
 # against the host emulation of the CUDA runtime and cuBLAS in test/gpu/emu (GPU_THREADS = 1,
 # see loaders/gpu_launch.h): the loader's GPU path, the GPU executor and their kernels checked
 # against the CPU on every machine, GPU or not.
@@ -148,6 +150,8 @@ $(BUILD)/emuobj/%.o: %.cu $(wildcard loaders/*.h trainer/*.h test/gpu/emu/*.h)
 $(BUILD)/emuobj/emu.o: test/gpu/emu/emu.cpp $(wildcard test/gpu/emu/*.h)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+$(BUILD)/imgset_emu: $(CLI_OBJ) $(LIB_OBJ) $(EMU_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(filter-out -lcudart -lcublas,$(LDLIBS))
 $(BUILD)/test/%_emu: test/gpu/%.c test/unit/tap.h $(LIB_OBJ) $(EMU_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(LIB_OBJ) $(EMU_OBJ) \

@@ -619,18 +619,23 @@ static const char *plot(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES])
             "set datafile missing 'NaN'\n"
             "set style data histograms\nset style histogram clustered gap 1\n"
             "set style fill solid 0.85 border -1\nset key top left\nset grid ytics\n"
-            "set multiplot layout 1,2\n"
-            "set title 'Average epoch seconds (training), lower is better'\n"
-            "set ylabel 'seconds'\n"
-            "plot 'results.dat' ");
-    for (int i = 0; i < a->nstores; i++)
-        fprintf(f, "%s using %d:xtic(1) title '%s'", i ? ", ''" : "", 2 + i, a->stores[i]);
-    fprintf(f, "\nset title 'Loader only: images/s (log scale), higher is better'\n"
-               "set ylabel 'images/s'\nset logscale y\nplot 'results.dat' ");
-    for (int i = 0; i < a->nstores; i++)
-        fprintf(f, "%s using %d:xtic(1) title '%s'", i ? ", ''" : "", 2 + a->nstores + i,
-                a->stores[i]);
-    fprintf(f, "\nunset multiplot\n");
+            "set multiplot layout 1,%d\n", a->train + a->read);
+    if (a->train) {   /* a panel without data would make gnuplot fail */
+        fprintf(f, "set title 'Average epoch seconds (training), lower is better'\n"
+                   "set ylabel 'seconds'\nplot 'results.dat' ");
+        for (int i = 0; i < a->nstores; i++)
+            fprintf(f, "%s using %d:xtic(1) title '%s'", i ? ", ''" : "", 2 + i, a->stores[i]);
+        fprintf(f, "\n");
+    }
+    if (a->read) {
+        fprintf(f, "set title 'Loader only: images/s (log scale), higher is better'\n"
+                   "set ylabel 'images/s'\nset logscale y\nplot 'results.dat' ");
+        for (int i = 0; i < a->nstores; i++)
+            fprintf(f, "%s using %d:xtic(1) title '%s'", i ? ", ''" : "", 2 + a->nstores + i,
+                    a->stores[i]);
+        fprintf(f, "\n");
+    }
+    fprintf(f, "unset multiplot\n");
     fclose(f);
     char *argv[] = {"gnuplot", "results.gp", NULL};
     int rc = run_in(a->out, argv, "gnuplot.log");

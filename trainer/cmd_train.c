@@ -216,7 +216,7 @@ static void print_epoch(void *ctx, const EpochReport *r)
            r->wait, r->compute, r->images / r->wall, 100.0 * r->compute / r->wall, r->loss,
            r->accuracy, r->test_accuracy, r->test_f1);
     if (p->device == MODEL_CUDA)
-        printf(" %8.3f %8.2f", r->copy, r->copy > 0 ? r->copy_bytes / r->copy / 1e9 : 0.0);
+        printf(" %8.4f %8.2f", r->copy, r->copy > 0 ? r->copy_bytes / r->copy / 1e9 : 0.0);
     printf("\n");
     fflush(stdout);
     if (p->count < (int)(sizeof p->reports / sizeof p->reports[0]))
