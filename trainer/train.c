@@ -61,7 +61,8 @@ static int choose_device(const TrainConfig *c, TrainRun *run)
     if (c->device == MODEL_CUDA)
         return imgset_fail("train: no CUDA device (this build has no CUDA: nvcc was not found, "
                            "or NO_CUDA=1)");
-    snprintf(run->device_info, sizeof run->device_info, "this build has no CUDA");
+    snprintf(run->device_info, sizeof run->device_info,
+             "no CUDA device (this build has no CUDA: nvcc was not found, or NO_CUDA=1)");
     return 0;
 #endif
 }

@@ -66,6 +66,7 @@ enum { RUN_TESTS = sizeof run_tests / sizeof run_tests[0] };
 
 static char scratch[] = "/tmp/imgset-test-gpu-train.XXXXXX";
 
+#ifdef IMGSET_HAVE_CUDA
 /* max |a - b| / max |b| over n floats (0 when both are all zero). */
 static double rel_diff(const float *a, const float *b, size_t n)
 {
@@ -97,7 +98,6 @@ static const char *worst_tensor(const Model *got, const Model *ref, int grads, d
     return name;
 }
 
-#ifdef IMGSET_HAVE_CUDA
 /* Copy n host floats into new device memory (NULL with imgset_fail). */
 static float *to_device(const float *x, size_t n)
 {
