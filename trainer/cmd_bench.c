@@ -587,8 +587,22 @@ static void dat_value(FILE *f, const Cell *c, const Spread *s)
 }
 
 /* Grouped bars of epoch seconds and loader images/s (log axis) with gnuplot, if present. */
+/* 1 when some cell has a number for s (gnuplot fails on a panel without one). */
+static int any_number(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES], SpreadOf s)
+{
+    for (int i = 0; i < a->nstores; i++)
+        for (int j = 0; j < a->nshapes; j++)
+            if (!cells[i][j].note[0] && s(&cells[i][j])->n)
+                return 1;
+    return 0;
+}
+
 static const char *plot(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES])
 {
+    int train = a->train && any_number(a, cells, get_epoch);
+    int read = a->read && any_number(a, cells, get_read);
+    if (!train && !read)
+        return "no plot: no cell has a number";
     char path[1200];
     snprintf(path, sizeof path, "%s/results.dat", a->out);
     FILE *f = fopen(path, "w");
@@ -619,15 +633,15 @@ static const char *plot(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES])
             "set datafile missing 'NaN'\n"
             "set style data histograms\nset style histogram clustered gap 1\n"
             "set style fill solid 0.85 border -1\nset key top left\nset grid ytics\n"
-            "set multiplot layout 1,%d\n", a->train + a->read);
-    if (a->train) {   /* a panel without data would make gnuplot fail */
+            "set multiplot layout 1,%d\n", train + read);
+    if (train) {
         fprintf(f, "set title 'Average epoch seconds (training), lower is better'\n"
                    "set ylabel 'seconds'\nplot 'results.dat' ");
         for (int i = 0; i < a->nstores; i++)
             fprintf(f, "%s using %d:xtic(1) title '%s'", i ? ", ''" : "", 2 + i, a->stores[i]);
         fprintf(f, "\n");
     }
-    if (a->read) {
+    if (read) {
         fprintf(f, "set title 'Loader only: images/s (log scale), higher is better'\n"
                    "set ylabel 'images/s'\nset logscale y\nplot 'results.dat' ");
         for (int i = 0; i < a->nstores; i++)
