@@ -31,7 +31,8 @@ $(call probe_pkg,zlib,IMGSET_HAVE_ZLIB)
 $(call probe_pkg,libxxhash,IMGSET_HAVE_XXHASH)
 $(call probe_pkg,openblas,IMGSET_HAVE_OPENBLAS)
 
-# Optional: HDF5, libpq, CUDA.
+# Optional: libdeflate (faster inflate of HDF5 gzip chunks; zlib otherwise), HDF5, libpq, CUDA.
+$(call probe_pkg,libdeflate,IMGSET_HAVE_LIBDEFLATE)
 ifndef NO_HDF5
 $(call probe_pkg,hdf5,IMGSET_HAVE_HDF5)
 endif
@@ -71,7 +72,7 @@ endif
 endif
 
 # Library versions for the benchmark's machine line.
-LIB_VERSIONS := $(foreach p,libpng libjpeg zlib hdf5 openblas libpq,$(p) $(shell $(PKG) --modversion $(p) 2>/dev/null || echo none))
+LIB_VERSIONS := $(foreach p,libpng libjpeg zlib libdeflate hdf5 openblas libpq,$(p) $(shell $(PKG) --modversion $(p) 2>/dev/null || echo none))
 CFLAGS  += -DIMGSET_LIBRARY_VERSIONS='"$(strip $(LIB_VERSIONS))"'
 
 FUZZ_CC := $(shell command -v clang 2>/dev/null)

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
     build-essential pkg-config clang libclang-rt-14-dev
     zlib1g-dev libpng-dev libjpeg62-turbo-dev libxxhash-dev libopenblas-dev libhdf5-dev
+    libdeflate-dev
     postgresql-15 postgresql-server-dev-15 libpq-dev postgresql-15-pgtap
     libtap-parser-sourcehandler-pgtap-perl
     python3-numpy python3-h5py python3-torchvision python3-psycopg2

@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include <hdf5.h>
+#ifdef IMGSET_HAVE_LIBDEFLATE
+#include <libdeflate.h>
+#endif
 #include <zlib.h>
 
 #include "error.h"
@@ -89,6 +92,9 @@ typedef struct Hdf5Store {
     size_t batch_capacity;
     size_t batch_used;
     int batch_images;
+#ifdef IMGSET_HAVE_LIBDEFLATE
+    struct libdeflate_decompressor *inflater;   /* reader: made on the first gzip chunk */
+#endif
     Hdf5Split split[SPLIT_COUNT];
 } Hdf5Store;
 
@@ -622,8 +628,10 @@ static int locate_raw_data(Hdf5Store *h, Hdf5Split *sp, size_t total, const char
 /*
  * gzip files with one image per chunk (h5py's chunks=(1,H,W,C), compression='gzip', and our
  * writer's) skip HDF5's filter pipeline: read_chunk() fetches the stored bytes with
- * H5Dread_chunk under the library lock (a few µs) and inflates them with zlib outside it, so
- * loader workers decompress in parallel. Any other layout or filter keeps the HDF5 path.
+ * H5Dread_chunk under the library lock (a few µs) and inflates them outside it, so loader
+ * workers decompress in parallel: with libdeflate where the build has it (2-3x faster than
+ * zlib's inflate, which took three quarters of the read time), else with zlib. Any other
+ * layout or filter keeps the HDF5 path.
  */
 static void check_deflate_chunks(Hdf5Split *sp, int rank, const hsize_t *dims)
 {
@@ -641,6 +649,9 @@ static void check_deflate_chunks(Hdf5Split *sp, int rank, const hsize_t *dims)
         H5Pclose(create);
     H5Eclear2(H5E_DEFAULT);
 }
+
+static int inflate_chunk(Hdf5Store *h, int split, int64_t index, uint8_t *dst, size_t bytes,
+                         size_t stored);
 
 /* Read image `index` from its own deflate chunk; 1 when the chunk was never written (the
  * caller then lets HDF5 supply the fill value), 0 done, -1 error. */
@@ -681,12 +692,37 @@ static int read_chunk(Hdf5Store *h, Hdf5Split *sp, int split, int64_t index, uin
         memcpy(dst, h->batch, bytes);
         return 0;
     }
+    return inflate_chunk(h, split, index, dst, bytes, (size_t)stored);
+}
+
+/* Inflate the zlib stream in h->batch (stored bytes) into exactly `bytes` at dst. */
+static int inflate_chunk(Hdf5Store *h, int split, int64_t index, uint8_t *dst, size_t bytes,
+                         size_t stored)
+{
+    const char *why = NULL;
+#ifdef IMGSET_HAVE_LIBDEFLATE
+    if (!h->inflater && !(h->inflater = libdeflate_alloc_decompressor()))
+        return imgset_fail("%s: out of memory for a decompressor", h->uri);
+    size_t out = 0;
+    enum libdeflate_result r =
+        libdeflate_zlib_decompress(h->inflater, h->batch, stored, dst, bytes, &out);
+    if (r == LIBDEFLATE_INSUFFICIENT_SPACE)
+        why = "longer than one image";
+    else if (r != LIBDEFLATE_SUCCESS)
+        why = "bad data";
+    else if (out != bytes)
+        why = "too short";
+#else
     uLongf out = (uLongf)bytes;
     int zrc = uncompress(dst, &out, h->batch, (uLong)stored);
-    if (zrc != Z_OK || out != bytes)
+    if (zrc != Z_OK)
+        why = zError(zrc);
+    else if (out != bytes)
+        why = "too short";
+#endif
+    if (why)
         return imgset_fail("%s: /%s/images image %lld: corrupt gzip chunk (%s)", h->uri,
-                           split_names[split], (long long)index,
-                           zrc == Z_OK ? "too short" : zError(zrc));
+                           split_names[split], (long long)index, why);
     return 0;
 }
 
@@ -936,6 +972,10 @@ static void hdf5_release(Hdf5Store *h)
     if (h->fd >= 0)
         close(h->fd);
     free(h->batch);
+#ifdef IMGSET_HAVE_LIBDEFLATE
+    if (h->inflater)
+        libdeflate_free_decompressor(h->inflater);
+#endif
     free(h->path);
     free(h->temp_path);
     free(h);
