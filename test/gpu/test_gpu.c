@@ -210,6 +210,11 @@ int main(void)
            imgset_error())) {
 #ifdef IMGSET_HAVE_CUDA
         if (gpu_require_device("gpu") == 0) {
+            char gpu[256];
+            gpu_describe(gpu, sizeof gpu);
+            printf("# %s\n", gpu);
+            if (strstr(gpu, "host emulation"))   /* test_gpu_emu: say so in every line */
+                tap_prefix = "[host emulation, not a GPU] ";
             test_with_device(mmap_uri, gpummap_uri);
         } else {
             char reason[512];   /* "no CUDA device (why)", kept before other calls fail */

@@ -434,10 +434,12 @@ int main(void)
             char gpu[256];
             gpu_describe(gpu, sizeof gpu);
             printf("# %s\n", gpu);
+            if (strstr(gpu, "host emulation"))   /* test_gpu_train_emu: say so in every line */
+                tap_prefix = "[host emulation, not a GPU] ";
             for (int i = 0; i < CASES; i++)
                 test_case(&cases[i]);
             test_two_steps(uri);
-            if (strstr(gpu, "host emulation"))   /* test_gpu_train_emu: kernels run serially */
+            if (*tap_prefix)   /* the emulation runs kernels serially */
                 for (int i = 0; i < RUN_TESTS; i++)
                     skip(run_tests[i], "the host emulation of the GPU is too slow for training "
                                        "runs: they run where there is a GPU (test/gpu/run.sh)");

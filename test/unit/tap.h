@@ -6,13 +6,15 @@
 #include <stdio.h>
 
 static int tap_count, tap_failed;
+/* Printed before every test's description (the GPU tests mark their emulated runs). */
+static const char *tap_prefix __attribute__((unused)) = "";
 
 /* Report one assertion; returns cond so a test can stop on failure. */
 static int ok(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3), unused));
 static int ok(int cond, const char *fmt, ...)
 {
     va_list ap;
-    printf("%sok %d - ", cond ? "" : "not ", ++tap_count);
+    printf("%sok %d - %s", cond ? "" : "not ", ++tap_count, tap_prefix);
     va_start(ap, fmt);
     vprintf(fmt, ap);
     va_end(ap);
@@ -27,7 +29,7 @@ static int ok(int cond, const char *fmt, ...)
 static void skip(const char *what, const char *reason) __attribute__((unused));
 static void skip(const char *what, const char *reason)
 {
-    printf("ok %d - %s # SKIP %s\n", ++tap_count, what, reason);
+    printf("ok %d - %s%s # SKIP %s\n", ++tap_count, tap_prefix, what, reason);
     fflush(stdout);
 }
 
