@@ -23,6 +23,14 @@ static size_t work_cap_floats(void)
     return v > 0 ? (size_t)v * (1024 * 1024 / sizeof(float)) : WORK_CAP_FLOATS;
 }
 
+/* The events of one training step. */
+typedef struct StepEvents {
+    cudaEvent_t start, forward_stop, backward_start, stop;
+    int forward;    /* a training forward recorded start and forward_stop */
+    int backward;   /* and a backward recorded backward_start */
+    int pending;    /* stop recorded, the time not yet added to busy */
+} StepEvents;
+
 struct ModelCuda {
     const ModelGraph *g;       /* the host Model's graph, which outlives this */
     int max_batch;
@@ -35,12 +43,12 @@ struct ModelCuda {
     float *conv_tmp;           /* (max_batch, g->conv_tmp_floats): a fused block's pre-pool output */
     float *act[MODEL_MAX_ACTS], *dact[MODEL_MAX_ACTS];
     int chunk[MODEL_MAX_OPS];  /* images per im2col GEMM, per conv op */
-    /* A training step's GPU time: forward (step_start to forward_stop) plus backward and SGD
-     * (backward_start to step_stop); the gap while the host computes the loss is not in it. */
-    cudaEvent_t step_start, forward_stop, backward_start, step_stop;
-    int step_open;             /* a training forward recorded step_start and forward_stop */
-    int backward_open;         /* and a backward recorded backward_start */
-    int step_pending;          /* step_stop recorded, not yet added to busy */
+    /* A training step's GPU time: forward (start to forward_stop) plus backward and SGD
+     * (backward_start to stop); the gap while the host computes the loss is not in it. Two
+     * sets, used in turn, so that a step's time is read once the next forward has waited for
+     * the stream anyway — never a wait of its own between steps. */
+    StepEvents steps[2];
+    int current;               /* the set of the step in progress */
     double busy;               /* seconds */
     char error[512];           /* a failure of a call that cannot report it (zero_grad, step),
                                 * reported by the next forward or backward */
@@ -98,10 +106,13 @@ void model_cuda_free(ModelCuda *mc)
             cudaFree(buffers[i]);
     if (mc->nn.blas)
         cublasDestroy(mc->nn.blas);
-    cudaEvent_t events[] = {mc->step_start, mc->forward_stop, mc->backward_start, mc->step_stop};
-    for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
-        if (events[i])
-            cudaEventDestroy(events[i]);
+    for (int k = 0; k < 2; k++) {
+        StepEvents *e = &mc->steps[k];
+        cudaEvent_t events[] = {e->start, e->forward_stop, e->backward_start, e->stop};
+        for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
+            if (events[i])
+                cudaEventDestroy(events[i]);
+    }
     if (mc->nn.stream)
         cudaStreamDestroy(mc->nn.stream);
     cudaGetLastError();
@@ -126,10 +137,12 @@ static int setup(ModelCuda *mc, const float *params, const float *velocity)
             work = per_image * chunk;
     }
     CHECK(cudaStreamCreateWithFlags(&mc->nn.stream, cudaStreamNonBlocking), "cudaStreamCreate");
-    cudaEvent_t *events[] = {&mc->step_start, &mc->forward_stop, &mc->backward_start,
-                             &mc->step_stop};
-    for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
-        CHECK(cudaEventCreate(events[i]), "cudaEventCreate");
+    for (int k = 0; k < 2; k++) {
+        StepEvents *e = &mc->steps[k];
+        cudaEvent_t *events[] = {&e->start, &e->forward_stop, &e->backward_start, &e->stop};
+        for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
+            CHECK(cudaEventCreate(events[i]), "cudaEventCreate");
+    }
     cublasStatus_t st = cublasCreate(&mc->nn.blas);
     if (st != CUBLAS_STATUS_SUCCESS)
         return imgset_fail("cublas: cublasCreate failed: %s", cublasGetStatusString(st));
@@ -310,19 +323,18 @@ static int op_backward(const ModelCuda *mc, const ModelOp *op, int N)
     return imgset_fail("model: op kind %d has no GPU backward", op->kind);
 }
 
-/* Add the time of the last finished training step to busy. */
-static int settle_step(ModelCuda *mc)
+/* Add the time of finished step e to busy (waits for it; called when it is done). */
+static int settle_step(ModelCuda *mc, StepEvents *e)
 {
-    if (!mc->step_pending)
+    if (!e->pending)
         return 0;
     float forward_ms = 0, backward_ms = 0;
-    CHECK(cudaEventSynchronize(mc->step_stop), "waiting for a training step");
-    CHECK(cudaEventElapsedTime(&forward_ms, mc->step_start, mc->forward_stop),
-          "timing a training step");
-    CHECK(cudaEventElapsedTime(&backward_ms, mc->backward_start, mc->step_stop),
+    CHECK(cudaEventSynchronize(e->stop), "waiting for a training step");
+    CHECK(cudaEventElapsedTime(&forward_ms, e->start, e->forward_stop), "timing a training step");
+    CHECK(cudaEventElapsedTime(&backward_ms, e->backward_start, e->stop),
           "timing a training step");
     mc->busy += (forward_ms + backward_ms) / 1000.0;
-    mc->step_pending = 0;
+    e->pending = 0;
     return 0;
 }
 
@@ -344,11 +356,12 @@ int model_cuda_forward(ModelCuda *mc, const float *x_device, int N, int training
 {
     const ModelGraph *g = mc->g;
     cudaStream_t s = mc->nn.stream;
-    if (kept_error(mc) < 0 || settle_step(mc) < 0)
+    StepEvents *e = &mc->steps[mc->current];
+    if (kept_error(mc) < 0 || settle_step(mc, e) < 0)   /* two steps back: long done */
         return -1;
-    mc->step_open = mc->backward_open = 0;
+    e->forward = e->backward = 0;
     if (training)
-        CHECK(cudaEventRecord(mc->step_start, s), "cudaEventRecord");
+        CHECK(cudaEventRecord(e->start, s), "cudaEventRecord");
     /* the input is copied so that the loader may reuse its batch slot at once */
     CHECK(cudaMemcpyAsync(mc->act[0], x_device, sizeof(float) * g->acts[0].size * N,
                           cudaMemcpyDeviceToDevice, s), "copying the input batch");
@@ -356,13 +369,15 @@ int model_cuda_forward(ModelCuda *mc, const float *x_device, int N, int training
         if (op_forward(mc, &g->ops[i], N, training) < 0)
             return -1;
     if (training) {
-        CHECK(cudaEventRecord(mc->forward_stop, s), "cudaEventRecord");
-        mc->step_open = 1;
+        CHECK(cudaEventRecord(e->forward_stop, s), "cudaEventRecord");
+        e->forward = 1;
     }
     CHECK(cudaMemcpyAsync(logits_host, mc->act[g->output],
                           sizeof(float) * (size_t)N * g->spec.classes, cudaMemcpyDeviceToHost, s),
           "copying the logits to the host");
     CHECK(cudaStreamSynchronize(s), "the forward pass");
+    if (settle_step(mc, &mc->steps[mc->current ^ 1]) < 0)   /* the last step: done by now */
+        return -1;
     mc->batch = N;
     mc->training = training;
     return 0;
@@ -375,9 +390,10 @@ int model_cuda_backward(ModelCuda *mc, const float *dlogits_host, int N)
         return -1;
     if (!mc->training || N != mc->batch)
         return imgset_fail("model: backward needs a training forward of %d images first", N);
-    if (mc->step_open && !mc->backward_open) {
-        CHECK(cudaEventRecord(mc->backward_start, mc->nn.stream), "cudaEventRecord");
-        mc->backward_open = 1;
+    StepEvents *e = &mc->steps[mc->current];
+    if (e->forward && !e->backward) {
+        CHECK(cudaEventRecord(e->backward_start, mc->nn.stream), "cudaEventRecord");
+        e->backward = 1;
     }
     CHECK(cudaMemcpyAsync(mc->dact[g->output], dlogits_host,
                           sizeof(float) * (size_t)N * g->spec.classes, cudaMemcpyHostToDevice,
@@ -412,16 +428,18 @@ int model_cuda_sgd_step(ModelCuda *mc, float lr, const SgdConfig *config)
             return -1;
         }
     }
-    if (mc->step_open && mc->backward_open) {
-        cudaError_t err = cudaEventRecord(mc->step_stop, mc->nn.stream);
+    StepEvents *e = &mc->steps[mc->current];
+    if (e->forward && e->backward) {
+        cudaError_t err = cudaEventRecord(e->stop, mc->nn.stream);
         if (err != cudaSuccess) {
             cuda_failed("cudaEventRecord", err);
             keep_error(mc);
             return -1;
         }
-        mc->step_pending = 1;
+        e->pending = 1;
+        mc->current ^= 1;   /* the next step times itself with the other set */
     }
-    mc->step_open = mc->backward_open = 0;
+    e->forward = e->backward = 0;
     return 0;
 }
 
@@ -444,6 +462,7 @@ int model_cuda_download(ModelCuda *mc, float *params, float *grads, float *veloc
 
 double model_cuda_busy_seconds(ModelCuda *mc)
 {
-    settle_step(mc);
+    settle_step(mc, &mc->steps[0]);
+    settle_step(mc, &mc->steps[1]);
     return mc->busy;
 }
