@@ -40,7 +40,8 @@ struct ModelCuda {
     float *stats;              /* (g->stat_floats) BN saved mean / invstd */
     float *aux;                /* fused conv blocks' argmax bytes, model.c's layout */
     float *work;               /* im2col workspace */
-    float *conv_tmp;           /* (max_batch, g->conv_tmp_floats): a fused block's pre-pool output */
+    float *conv_tmp;           /* (max_batch, g->conv_tmp_floats): a fused block's pre-pool
+                                * output, then its gradient */
     float *act[MODEL_MAX_ACTS], *dact[MODEL_MAX_ACTS];
     int chunk[MODEL_MAX_OPS];  /* images per im2col GEMM, per conv op */
     /* A training step's GPU time: forward (start to forward_stop) plus backward and SGD

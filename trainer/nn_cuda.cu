@@ -513,7 +513,8 @@ __global__ void batchnorm_backward_train_kernel(float *dinp, float *dgamma, floa
     if (!dinp)
         return;
     float k = gamma[c] * invstd;
-    float mean_dy = (float)(sum_dy / (double)count), mean_dy_xhat = (float)(sum_dy_xhat / (double)count);
+    float mean_dy = (float)(sum_dy / (double)count);
+    float mean_dy_xhat = (float)(sum_dy_xhat / (double)count);
     for (size_t j = threadIdx.x; j < count; j += THREADS) {
         size_t at = ((j / HW) * C + c) * HW + j % HW;
         float xhat = (inp[at] - mean) * invstd;
