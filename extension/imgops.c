@@ -1,5 +1,7 @@
 /* imgops.c — image operations on imgtensor values: bilinear resize, center crop, the two
- * together, and conversion to normalised float32. */
+ * together, and conversion to normalised float32. uint8 images are resized by the client
+ * loader's own code (loaders/transform.c), so a batch resized in the server equals the one
+ * the loader makes; float32 images, which the loader never resizes, by ImgResizeWindow. */
 #include "postgres.h"
 
 #include <math.h>
@@ -9,6 +11,7 @@
 #include "utils/array.h"
 
 #include "imgtensor.h"
+#include "../loaders/transform.h"
 
 /* Source sample positions for one axis: index pairs and the weight of the second. */
 typedef struct AxisTaps
@@ -137,6 +140,14 @@ ImgResizeCrop(int dtype, const uint8 *src, int sh, int sw, int c, uint8 *dst, in
 
 	if (sh == dh && sw == dw)
 		memcpy(dst, src, (Size) dh * dw * c * ImgTensorElementSize(dtype));
+	else if (dtype == IMGTENSOR_UINT8)
+	{
+		ImageShape	shape = {sh, sw, c};
+		uint8	   *scratch = palloc(transform_resize_crop_scratch(shape, dh, dw));
+
+		transform_resize_crop(dst, dh, dw, src, shape, scratch);
+		pfree(scratch);
+	}
 	else if (rh == sh && rw == sw)
 		ImgCenterCrop(ImgTensorElementSize(dtype), src, sh, sw, c, dst, dh, dw);
 	else
@@ -155,8 +166,11 @@ imgtensor_resize(PG_FUNCTION_ARGS)
 
 	ImgTensorCheckShape("resize", t->dtype, h, w, t->channels);
 	out = ImgTensorCreate(t->dtype, h, w, t->channels);
-	ImgResizeWindow(t->dtype, t->data, t->height, t->width, t->channels, h, w, 0, 0,
-					out->data, h, w);
+	if (t->dtype == IMGTENSOR_UINT8)
+		transform_resize(out->data, h, w, t->data, t->height, t->width, t->channels);
+	else
+		ImgResizeWindow(t->dtype, t->data, t->height, t->width, t->channels, h, w, 0, 0,
+						out->data, h, w);
 	PG_RETURN_IMGTENSOR_P(out);
 }
 

@@ -103,8 +103,10 @@ extern void ImgCenterCrop(int elem_size, const uint8 *src, int sh, int sw, int c
 
 /*
  * Scale so the image covers dh×dw (aspect kept: the side that needs the larger factor
- * reaches the target), then take the centred dh×dw window: torchvision's Resize + CenterCrop
- * in one pass, without materialising the resized image. An image already dh×dw is copied.
+ * reaches the target), then take the centred dh×dw window: torchvision's Resize + CenterCrop.
+ * uint8: loaders/transform.c's transform_resize_crop (the client loader's pixels exactly);
+ * float32: in one pass, without materialising the resized image. An image already dh×dw is
+ * copied.
  */
 extern void ImgResizeCrop(int dtype, const uint8 *src, int sh, int sw, int c,
 						  uint8 *dst, int dh, int dw);

@@ -15,6 +15,7 @@
 #include "permute.h"
 #include "sampler.h"
 #include "store.h"
+#include "transform.h"
 
 
 static int tests, failures;
@@ -100,6 +101,42 @@ static const char *query(const char *conninfo, const char *sql)
     PQclear(res);
     PQfinish(c);
     return out;
+}
+
+/* imgset_batch's server-side resize + centre crop of a few mixed-size images against the
+ * client loader's transform_resize_crop of the same images: equal byte for byte. */
+static int server_resize_matches(Store *gen, const char *conninfo)
+{
+    enum { SIDE = 24, N = 5 };
+    const int64_t ids[N] = {5, 0, 17, 39, 22};
+    PGconn *c = PQconnectdb(conninfo);
+    PGresult *res = PQexecParams(c, "SELECT (imgset.imgset_batch('imgset.st_mixed_train', "
+                                    "'{5,0,17,39,22}', 24, 24)).pixels",
+                                 0, NULL, NULL, NULL, NULL, 1);
+    size_t bytes = (size_t)N * SIDE * SIDE * 3;
+    int same = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+               (size_t)PQgetlength(res, 0, 0) == bytes;
+    if (!same)
+        printf("# %s", PQerrorMessage(c));
+    const uint8_t *got = same ? (const uint8_t *)PQgetvalue(res, 0, 0) : NULL;
+    static uint8_t image[512 * 512 * 3], scratch[1024 * 1024 * 3], want[SIDE * SIDE * 3];
+    for (int i = 0; same && i < N; i++) {
+        ImageShape shape;
+        int32_t label;
+        same = store_read_image(gen, SPLIT_TRAIN, ids[i], image, sizeof image, &shape, &label) ==
+                   0 && shape.channels == 3 &&
+               transform_resize_crop_scratch(shape, SIDE, SIDE) <= sizeof scratch;
+        if (same) {
+            transform_resize_crop(want, SIDE, SIDE, image, shape, scratch);
+            same = memcmp(want, got + (size_t)i * sizeof want, sizeof want) == 0;
+            if (!same)
+                printf("# image %lld (%dx%d) differs\n", (long long)ids[i], shape.height,
+                       shape.width);
+        }
+    }
+    PQclear(res);
+    PQfinish(c);
+    return same;
 }
 
 /* Stop store_copy after `limit` images (an interrupted load). */
@@ -237,6 +274,9 @@ int main(int argc, char **argv)
         ok(shapes_ok, "per-image shapes read back (random access)");
         ok(same_split(gen, pg, SPLIT_TRAIN, NULL, 40) && same_split(gen, pg, SPLIT_TEST, NULL, 12),
            "ragged images read back the same");
+        ok(server_resize_matches(gen, conninfo),
+           "imgset_batch(split, ids, 24, 24) resizes + crops each image to the very pixels of the "
+           "client loader's transform_resize_crop");
     }
     store_close(pg);
     store_close(gen);
