@@ -16,6 +16,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "error.h"
+#include "gpu.h"
 #include "loader.h"
 #include "metrics.h"
 #include "model.h"
@@ -164,13 +165,14 @@ int cmd_model(int argc, char **argv)
 typedef struct PredictArgs {
     const char *checkpoint, *uri, *json;
     int split, batch, threads, workers;
+    int device;   /* MODEL_CPU or MODEL_CUDA */
 } PredictArgs;
 
 static void predict_usage(FILE *out)
 {
     fprintf(out,
             "usage: imgset predict CKPT URI [--split test|train] [--batch B] [--threads T]\n"
-            "                      [--workers W] [--json FILE]\n\n"
+            "                      [--workers W] [--device cpu|cuda] [--json FILE]\n\n"
             "Run the model of checkpoint CKPT over a split of the data set at URI (any store),\n"
             "in order, and print its accuracy and images/s. Images are resized / cropped to the\n"
             "model's input and normalised as `imgset train` does.\n"
@@ -181,6 +183,8 @@ static void predict_usage(FILE *out)
             "                imgset_forward_batch(..., group_size => B) bit for bit.\n"
             "                T > 1: the trainer's threaded forward (faster, other low bits)\n"
             "  --workers W   loader prefetch threads (default 1)\n"
+            "  --device D    cpu (default: the extension's logits, as above) or cuda: the GPU\n"
+            "                executor of `imgset train --device cuda` (float32, other low bits)\n"
             "  --json FILE   the numbers and, per image, index, label, class and logits\n");
 }
 
@@ -189,10 +193,11 @@ static int parse_predict_args(int argc, char **argv, PredictArgs *a)
     static const struct option opts[] = {
         {"split", required_argument, 0, 's'},   {"batch", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 't'}, {"workers", required_argument, 0, 'w'},
-        {"json", required_argument, 0, 'j'},    {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"json", required_argument, 0, 'j'},    {"device", required_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
     };
-    *a = (PredictArgs){.split = SPLIT_TEST, .batch = 1, .threads = 1, .workers = 1};
+    *a = (PredictArgs){.split = SPLIT_TEST, .batch = 1, .threads = 1, .workers = 1,
+                       .device = MODEL_CPU};
     long long v;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -204,6 +209,14 @@ static int parse_predict_args(int argc, char **argv, PredictArgs *a)
             }
             break;
         case 'j': a->json = optarg; break;
+        case 'D':
+            if (strcmp(optarg, "cpu") == 0) a->device = MODEL_CPU;
+            else if (strcmp(optarg, "cuda") == 0) a->device = MODEL_CUDA;
+            else {
+                fprintf(stderr, "imgset predict: unknown device \"%s\" (cpu, cuda)\n", optarg);
+                return 2;
+            }
+            break;
         case 'b': case 't': case 'w':
             if ((v = cli_parse_count("predict", argv[optind - 1], optarg)) < 0)
                 return 2;
@@ -278,9 +291,10 @@ static int write_predict_json(const char *path, const PredictArgs *a, const Mode
     fputs(", \"uri\": ", f);
     json_string(f, a->uri);
     fprintf(f, ", \"split\": \"%s\", \"arch\": \"%s\", \"channels\": %d, \"height\": %d, "
-               "\"width\": %d, \"classes\": %d, \"batch\": %d, \"threads\": %d, \"blas\": ",
+               "\"width\": %d, \"classes\": %d, \"batch\": %d, \"threads\": %d, "
+               "\"device\": \"%s\", \"blas\": ",
             split_names[a->split], spec->arch, spec->channels, spec->height, spec->width, K,
-            a->batch, a->threads);
+            a->batch, a->threads, a->device == MODEL_CUDA ? "cuda" : "cpu");
     json_string(f, model_blas_core());
     fprintf(f, ", \"images\": %lld, \"correct\": %lld, \"accuracy\": %.6f, "
                "\"wall_seconds\": %.6f, \"compute_seconds\": %.6f, \"images_per_s\": %.2f, "
@@ -325,6 +339,7 @@ int cmd_predict(int argc, char **argv)
     o.want_float = 1;
     o.height = spec->height;
     o.width = spec->width;
+    o.device = a.device == MODEL_CUDA ? LOADER_CUDA : LOADER_HOST;
 
     int status = 1;
     float *workspace = NULL, *logits = NULL;
@@ -340,7 +355,8 @@ int cmd_predict(int argc, char **argv)
     }
     int64_t n = loader_info(l)->split[a.split].count;
     size_t ws = model_inference_workspace_floats(&m->graph, a.batch);
-    if (!ws || (a.threads > 1 && model_set_threads(m, a.threads) < 0))
+    if (!ws || (a.threads > 1 && model_set_threads(m, a.threads) < 0) ||
+        (a.device == MODEL_CUDA && model_use_device(m, MODEL_CUDA) < 0))
         goto done;
     workspace = malloc(ws * sizeof(float));
     logits = malloc(sizeof(float) * (size_t)a.batch * K);
@@ -367,10 +383,14 @@ int cmd_predict(int argc, char **argv)
         }
         double c0 = now_seconds();
         const float *out = logits;
-        if (a.threads == 1)
+        if (a.device == MODEL_CUDA)
+            out = model_forward(m, b->device_data, b->count, 0);
+        else if (a.threads == 1)
             model_inference(&m->graph, m->params, b->data, b->count, workspace, logits);
         else
             out = model_forward(m, b->data, b->count, 0);
+        if (!out)
+            goto done;
         compute += now_seconds() - c0;
         for (int i = 0; i < b->count; i++) {
             int64_t j = p.count++;
@@ -384,12 +404,23 @@ int cmd_predict(int argc, char **argv)
     double wall = now_seconds() - t0;
     if (got < 0)
         goto done;
+    char device_text[300];
+    if (a.device == MODEL_CUDA) {
+        char gpu[256] = "GPU";
+#ifdef IMGSET_HAVE_CUDA
+        gpu_describe(gpu, sizeof gpu);
+#endif
+        snprintf(device_text, sizeof device_text, "device cuda, %s", gpu);
+    } else {
+        snprintf(device_text, sizeof device_text, "threads %d, blas %s", a.threads,
+                 model_blas_core());
+    }
     printf("predict %s (%s %dx%dx%d, %d classes) on %s %s: %lld images, accuracy %.4f, "
-           "%.2f s, %.0f images/s (batch %d, threads %d, blas %s)\n",
+           "%.2f s, %.0f images/s (batch %d, %s)\n",
            a.checkpoint, spec->arch, spec->height, spec->width, spec->channels, K, a.uri,
            split_names[a.split], (long long)p.count,
            p.count ? (double)correct / (double)p.count : 0.0, wall,
-           wall > 0 ? (double)p.count / wall : 0.0, a.batch, a.threads, model_blas_core());
+           wall > 0 ? (double)p.count / wall : 0.0, a.batch, device_text);
     if (a.json && write_predict_json(a.json, &a, spec, &p, correct, wall, compute) < 0)
         goto done;
     status = 0;
