@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""test_torch_checkpoint.py — our checkpoints in PyTorch.
+
+For each architecture (mlp, cnn-small, resnet8 with batch norm, densenet-tiny): train one
+epoch with `imgset train` on a small generated set, save the safetensors checkpoint, load its
+weights into the PyTorch definition of the same model (test/reference/make_reference.py) with
+load_state_dict(strict=True) — every name, shape and buffer must match — and run it in
+evaluation mode on the test images, normalised as the loader does ((x/255 - 0.5) / 0.5, NCHW).
+Its logits must equal `imgset predict --json`'s within 1e-4 of their largest magnitude, and
+its classes must be the same. The momentum buffers must have the weights' shapes.
+Prints TAP.
+"""
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+results = []
+
+
+def ok(cond, what):
+    results.append(bool(cond))
+    print(("ok" if cond else "not ok") + " %d - %s" % (len(results), what), flush=True)
+    return cond
+
+
+def finish():
+    print("1..%d" % len(results))
+    sys.exit(0 if all(results) else 1)
+
+
+def skip_all(reason):
+    print("ok 1 - test_torch_checkpoint # SKIP %s" % reason)
+    print("1..1")
+    sys.exit(0)
+
+
+try:
+    import numpy as np
+    import torch
+except ImportError as e:  # Debian's python3-torch / python3-numpy
+    skip_all("missing Python package: %s" % e)
+
+ROOT = os.environ.get("IMGSET_ROOT") or os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+IMGSET = os.environ.get("IMGSET") or os.path.join(ROOT, "build", "imgset")
+if not os.access(IMGSET, os.X_OK):
+    skip_all("imgset CLI not built (%s)" % IMGSET)
+sys.path.insert(0, os.path.join(ROOT, "test", "reference"))
+import make_reference as ref  # noqa: E402  (the PyTorch definitions of our models)
+
+MODELS = {"mlp": ref.Mlp, "cnn-small": ref.CnnSmall, "resnet8": ref.ResNet8,
+          "densenet-tiny": ref.DenseNetTiny}
+DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "I32": np.int32}
+
+
+def read_safetensors(path):
+    """{name: numpy array}, metadata — the format read by hand (no safetensors package)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    tensors = {}
+    for name, t in header.items():
+        start, end = t["data_offsets"]
+        raw = data[8 + n + start:8 + n + end]
+        tensors[name] = np.frombuffer(raw, dtype=DTYPES[t["dtype"]]).reshape(t["shape"])
+    return tensors, meta
+
+
+def run(*args):
+    p = subprocess.run([IMGSET] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=300)
+    return p.returncode == 0, p.stderr.strip()
+
+
+def main():
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="imgset-torch-ckpt-") as tmp:
+        data = os.path.join(tmp, "d")
+        ok(run("gen", "--like", "cifar10", "--train", "256", "--test", "48", "--seed", "4",
+               "--out", "mmap:" + data)[0], "generate a small cifar10-like set")
+        images = np.load(os.path.join(data, "test_images.npy"))  # (N, H, W, C) uint8
+        x = torch.from_numpy(((images.astype(np.float32) / 255.0 - 0.5) / 0.5)
+                             .transpose(0, 3, 1, 2).copy())
+        for arch, cls in MODELS.items():
+            ckpt = os.path.join(tmp, arch + ".safetensors")
+            pred = os.path.join(tmp, arch + ".json")
+            good, err = run("train", "mmap:" + data, "--model", arch, "--epochs", "1",
+                            "--batch", "32", "--device", "cpu", "--save", ckpt)
+            good = good and run("predict", ckpt, "mmap:" + data, "--batch", "16",
+                                "--json", pred)[0]
+            if not ok(good, "%s: train one epoch, save, predict (%s)" % (arch, err or "ok")):
+                continue
+            tensors, meta = read_safetensors(ckpt)
+            C, H, W, K = (int(meta[k]) for k in ("channels", "height", "width", "classes"))
+            net = cls(C, H, W, K)
+            state = {k: torch.from_numpy(v.copy()) for k, v in tensors.items()
+                     if not k.startswith("momentum.")}
+            # num_batches_tracked is PyTorch bookkeeping we do not keep (momentum is fixed)
+            for name, buf in net.state_dict().items():
+                if name.endswith("num_batches_tracked"):
+                    state[name] = buf
+            try:
+                net.load_state_dict(state, strict=True)
+                loaded = True
+            except RuntimeError as e:
+                loaded = False
+                print("# " + str(e).replace("\n", "\n# "))
+            ok(loaded, "%s: load_state_dict(strict=True) takes every tensor of the checkpoint"
+               % arch)
+            params = dict(net.named_parameters())
+            ok(all("momentum." + n in tensors and tensors["momentum." + n].shape ==
+                   tuple(p.shape) for n, p in params.items()),
+               "%s: a momentum buffer of the right shape for each of the %d parameters"
+               % (arch, len(params)))
+            if not loaded:
+                continue
+            net.eval()
+            with torch.no_grad():
+                torch_logits = net(x).numpy()
+            with open(pred) as f:
+                ours = json.load(f)["predictions"]
+            our_logits = np.array([p["logits"] for p in ours], dtype=np.float32)
+            order = [p["index"] for p in ours]
+            torch_logits = torch_logits[order]
+            diff = float(np.abs(torch_logits - our_logits).max() /
+                         max(float(np.abs(torch_logits).max()), 1e-6))
+            ok(diff <= 1e-4, "%s: PyTorch's evaluation logits equal imgset predict's "
+               "(%.2g <= 1e-4 of the largest)" % (arch, diff))
+            ok((torch_logits.argmax(1) == our_logits.argmax(1)).all(),
+               "%s: the same class for all %d test images" % (arch, len(order)))
+    finish()
+
+
+if __name__ == "__main__":
+    main()
