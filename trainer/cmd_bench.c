@@ -672,14 +672,20 @@ static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
         return imgset_fail("%s: %s", path, strerror(errno));
     fprintf(f, "## pg_imgset benchmark: where should the data set live?\n\n");
     fprintf(f, "machine: %s\n\n", machine);
+    /* where the host stores trained: as measured, else as asked */
     static const char *const device_names[] = {"auto (cuda when a GPU is there)", "cpu", "cuda"};
+    const char *device = device_names[a->device + 1];
+    for (int i = 0; i < a->nstores; i++)
+        for (int j = 0; j < a->nshapes; j++)
+            if (strcmp(a->stores[i], "gpummap") != 0 && cells[i][j].device)
+                device = cells[i][j].device;
     fprintf(f, "settings: %d run%s per cell (median, min–max), %s cache, training %d epoch%s of "
                "batch %d with %d compute thread%s and %d loader worker%s on device %s (gpummap: "
                "cuda); loader-only reads: batch %d, %d workers, float output; PostgreSQL: "
                "%s\n\ndata sets:",
             a->runs, a->runs > 1 ? "s" : "", a->cold ? "cold" : "warm", a->epochs,
             a->epochs > 1 ? "s" : "", a->batch, a->threads, a->threads > 1 ? "s" : "",
-            a->workers, a->workers != 1 ? "s" : "", device_names[a->device + 1], a->read_batch,
+            a->workers, a->workers != 1 ? "s" : "", device, a->read_batch,
             a->read_workers, pg_note);
     for (int j = 0; j < a->nshapes; j++)
         fprintf(f, "%s %s %lld train / %lld test (%s)", j ? ";" : "", a->shapes[j],
@@ -693,8 +699,9 @@ static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
         table(f, a, cells, "Data-wait seconds per epoch (training)", get_wait, "%.2f");
         table(f, a, cells, "Compute seconds per epoch (training; on a GPU its own time, from "
               "CUDA events)", get_compute, "%.2f");
-        table(f, a, cells, "Host-to-device GB/s (training on a GPU: pixel bytes / copy time; "
-              "gpummap: the GPU's gather from the mapped file)", get_h2d, "%.1f");
+        if (any_number(a, cells, get_h2d))   /* only when something trained on a GPU */
+            table(f, a, cells, "Host-to-device GB/s (training on a GPU: pixel bytes / copy "
+                  "time; gpummap: the GPU's gather from the mapped file)", get_h2d, "%.1f");
     }
     if (a->read) {
         table(f, a, cells, "Loader only: images/s (higher is better)", get_read, "%.0f");
