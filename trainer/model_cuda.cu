@@ -145,8 +145,10 @@ static int setup(ModelCuda *mc, const float *params, const float *velocity)
             CHECK(cudaEventCreate(events[i]), "cudaEventCreate");
     }
     cublasStatus_t st = cublasCreate(&mc->nn.blas);
-    if (st != CUBLAS_STATUS_SUCCESS)
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        mc->nn.blas = NULL;   /* nothing for model_cuda_free to destroy */
         return imgset_fail("cublas: cublasCreate failed: %s", cublasGetStatusString(st));
+    }
     if ((st = cublasSetStream(mc->nn.blas, mc->nn.stream)) != CUBLAS_STATUS_SUCCESS)
         return imgset_fail("cublas: cublasSetStream failed: %s", cublasGetStatusString(st));
     if (device_alloc(&mc->params, g->param_floats, "parameters") < 0 ||
@@ -446,6 +448,8 @@ int model_cuda_sgd_step(ModelCuda *mc, float lr, const SgdConfig *config)
 
 int model_cuda_download(ModelCuda *mc, float *params, float *grads, float *velocity)
 {
+    if (kept_error(mc) < 0)   /* a failed step: never save half-updated weights */
+        return -1;
     size_t bytes = sizeof(float) * mc->g->param_floats;
     cudaStream_t s = mc->nn.stream;
     if (params)

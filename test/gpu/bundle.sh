@@ -3,7 +3,7 @@
 # our Debian libraries (libpng, libjpeg, OpenBLAS, HDF5, libpq, ...) and no network to install
 # them. This builds the CLI and the GPU test programs and packs them with every shared library
 # they load — except glibc's, the C++ runtime's and CUDA's, which the device has (newer) —
-# into build/gpu-bundle.tar.xz (~12 MB). Name that path in the call's `carry`: test/gpu/run.sh
+# into build/gpu-bundle.tar.gz (~20 MB; gzip: every image has it). Name that path in the call's `carry`: test/gpu/run.sh
 # unpacks it and uses it when it cannot build there. Prints the bundle's size and commit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,10 +13,15 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/gpu-bundle/bin" "$tmp/gpu-bundle/lib"
 cp "${bins[@]}" "$tmp/gpu-bundle/bin/"
+if ldd "${bins[@]}" | grep -q 'not found'; then
+    ldd "${bins[@]}" | grep 'not found' | sort -u
+    echo "bundle.sh: libraries missing here" >&2
+    exit 1
+fi
 ldd "${bins[@]}" | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u |
     grep -vE '/(libc|libm|libdl|libpthread|librt|libresolv|libstdc\+\+|libgcc_s|libcuda|libcudart|libcublas|libcublasLt)\.so[^/]*$' |
     while read -r lib; do cp -L "$lib" "$tmp/gpu-bundle/lib/"; done
 { git rev-parse HEAD; git status --porcelain | grep -q . && echo "(with uncommitted changes)"; } \
     >"$tmp/gpu-bundle/commit" || true
-tar cJf build/gpu-bundle.tar.xz -C "$tmp" gpu-bundle
-echo "build/gpu-bundle.tar.xz: $(du -h build/gpu-bundle.tar.xz | cut -f1), $(ls "$tmp/gpu-bundle/lib" | wc -l) libraries, commit $(head -1 "$tmp/gpu-bundle/commit")"
+tar czf build/gpu-bundle.tar.gz -C "$tmp" gpu-bundle
+echo "build/gpu-bundle.tar.gz: $(du -h build/gpu-bundle.tar.gz | cut -f1), $(ls "$tmp/gpu-bundle/lib" | wc -l) libraries, commit $(head -1 "$tmp/gpu-bundle/commit")"

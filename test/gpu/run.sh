@@ -1,71 +1,108 @@
 #!/usr/bin/env bash
-# run.sh — the GPU check in one call for a machine with an NVIDIA GPU: install what is missing,
-# build, run the GPU tests (loader and trainer), time `imgset read` for mmap (host), gpummap
-# (zero-copy gather on the GPU) and mmap --device cuda (pinned memory + cudaMemcpyAsync), then
-# train on the GPU through every store (`imgset bench --mode train --device cuda`) on the
-# cifar10 and tinyimagenet shapes, and print two short tables. See README.md.
-# Usage: test/gpu/run.sh   (JOBS=N for make -jN, default 16; SCALE=F for the bench's data
-# sets, default 0.2; exit status 0 when all passed). On a machine without our Debian libraries
-# (the device machine's image), first run test/gpu/bundle.sh where they are and carry
-# build/gpu-bundle.tar.xz: the run tool's command is then
-#   test/gpu/run.sh   with carry ["build/gpu-bundle.tar.xz"] and timeout_s about 480.
+# run.sh — the GPU check in one call for a machine with an NVIDIA GPU: the GPU tests (loader
+# and trainer), `imgset read` for mmap (host), gpummap (zero-copy gather on the GPU) and mmap
+# --device cuda (pinned memory + cudaMemcpyAsync), then training on the GPU through every store
+# (`imgset bench --mode train --device cuda`) on the cifar10 and tinyimagenet shapes; two
+# short tables and the list of failures at the end. See README.md.
+#
+# On the device machine (CUDA, no Debian libraries, no network): run test/gpu/bundle.sh here
+# first, then the device tool's `run` with command `test/gpu/run.sh`, carry
+# ["build/gpu-bundle.tar.gz"], timeout_s about 480. The bundle is used when it is there
+# (BUILD_HERE=1 builds instead); without it the script builds with make.
+# Everything also goes to $OUT (the device tool brings back up to 8 files from it;
+# build/gpu-out elsewhere): run.log, test_gpu.log, test_gpu_train.log, read.log (every read's
+# output and JSON), bench.log, results.md and results.csv — 7 files.
+# Environment: BUDGET=seconds for the whole run (default 420), SCALE=F for the bench's data
+# sets (default 0.2), JOBS=N for make. Exit status 0 when everything passed.
 set -u
 cd "$(dirname "$0")/../.."
 start=$SECONDS
-failures=0
-fail() { echo "run.sh: FAILED: $*"; failures=$((failures + 1)); }
+OUT=${OUT:-build/gpu-out}
+mkdir -p "$OUT" build
+exec > >(tee "$OUT/run.log") 2>&1
+failed=()
+fail() { echo "run.sh: FAILED: $*"; failed+=("$*"); }
 step() { printf '\n== %s (at %ds)\n' "$*" $((SECONDS - start)); }
+budget=${BUDGET:-420}
+left() { echo $((budget - (SECONDS - start))); }
+# tmo SECONDS COMMAND...: at most SECONDS, and never past the budget (at least 10 s).
+tmo() {
+    local want=$1 l
+    shift
+    l=$(left)
+    [ "$l" -lt 10 ] && l=10
+    timeout -k 5 $((want < l ? want : l)) "$@"
+}
 
 step "machine"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -4
+tmo 20 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -4
 echo "cores: $(nproc)   nvcc: $(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || echo none)"
 
-# Where the CUDA runtime and cuBLAS are: the toolkit's lib64, else the pip wheels of the
-# image's PyTorch (nvidia/cu13/lib), for binaries built elsewhere.
+# Where libcudart.so.13 and libcublas.so.13 are (for binaries built elsewhere): the toolkit's
+# lib64, the loader's cache, or the pip wheels of the image's PyTorch.
+lib_dir() {   # NAME: the first folder holding it; the slow search only when needed
+    local n=$1 d sites
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+        [ -e "$d/$n" ] && { echo "$d"; return; }
+    done
+    d=$(ldconfig -p 2>/dev/null | awk -v n="$n" '$1 == n {sub("/[^/]*$", "", $NF); print $NF; exit}')
+    [ -n "$d" ] && { echo "$d"; return; }
+    sites=$(tmo 20 python3 -c 'import site; print(*site.getsitepackages())' 2>/dev/null)
+    tmo 30 find $sites /usr /opt -name "$n" -printf '%h\n' -quit 2>/dev/null
+}
 cuda_libs=""
-for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
-    [ -e "$d/libcublas.so.13" ] && [ -e "$d/libcudart.so.13" ] && { cuda_libs=$d; break; }
+for n in libcudart.so.13 libcublas.so.13 libcublasLt.so.13; do
+    d=$(lib_dir "$n")
+    echo "$n: ${d:-not found}"
+    [ -n "$d" ] && case ":$cuda_libs:" in *":$d:"*) ;; *) cuda_libs=${cuda_libs:+$cuda_libs:}$d ;; esac
 done
-[ -n "$cuda_libs" ] || cuda_libs=$(timeout 30 find /usr /opt -name 'libcudart.so.13' \
-    -printf '%h\n' 2>/dev/null | while read -r d; do
-        [ -e "$d/libcublas.so.13" ] && { echo "$d"; break; }; done)
-echo "CUDA runtime and cuBLAS: ${cuda_libs:-not found}"
 
-# Build here when the machine has our libraries (and a network, for deps.sh); else use the
-# bundle test/gpu/bundle.sh made on a Debian machine (carried as build/gpu-bundle.tar.xz).
+# The programs: from the carried bundle, or built here.
 IMGSET=build/imgset
 TESTS=build/test
-if [ "$(id -u)" -eq 0 ] && timeout 5 getent hosts deb.debian.org >/dev/null 2>&1; then
-    step "dependencies (./deps.sh installs what is missing)"
-    timeout 180 ./deps.sh || echo "run.sh: deps.sh failed: building with what is installed"
-fi
-step "build (make -j${JOBS:-16} build/imgset and the GPU tests)"
-mkdir -p build
-if [ -z "${USE_BUNDLE:-}" ] &&   # USE_BUNDLE=1: skip the build (to try the bundle anywhere)
-        make -j"${JOBS:-16}" build/imgset build/test/test_gpu build/test/test_gpu_train \
-        >build/gpu-build.log 2>&1; then
-    grep '^imgset build:' build/gpu-build.log
-elif [ -f build/gpu-bundle.tar.xz ]; then
-    echo "run.sh: not building here ($(grep -m1 -E 'error|No such file' build/gpu-build.log \
-         2>/dev/null || echo USE_BUNDLE)); using the carried bundle"
-    rm -rf build/gpu-bundle && tar xJf build/gpu-bundle.tar.xz -C build || { fail "unpack"; exit 1; }
-    echo "bundle of commit $(cat build/gpu-bundle/commit)"
+BUNDLE_LIBS=""
+if [ -f build/gpu-bundle.tar.gz ] && [ -z "${BUILD_HERE:-}" ]; then
+    step "the carried bundle (build/gpu-bundle.tar.gz)"
+    rm -rf build/gpu-bundle
+    tar xzf build/gpu-bundle.tar.gz -C build 2>/dev/null ||
+        python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall("build")' \
+            build/gpu-bundle.tar.gz || { fail "unpacking the bundle"; }
+    echo "bundle of commit $(cat build/gpu-bundle/commit 2>/dev/null)"
     IMGSET=build/gpu-bundle/bin/imgset
     TESTS=build/gpu-bundle/bin
-    export LD_LIBRARY_PATH="$PWD/build/gpu-bundle/lib${cuda_libs:+:$cuda_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    "$IMGSET" --help >/dev/null 2>&1 || { ldd "$IMGSET" | grep 'not found'; fail "bundle"; exit 1; }
+    BUNDLE_LIBS="$PWD/build/gpu-bundle/lib${cuda_libs:+:$cuda_libs}"
 else
-    tail -25 build/gpu-build.log
-    fail "build, and no build/gpu-bundle.tar.xz (run test/gpu/bundle.sh and carry it)"
+    if [ "$(id -u)" -eq 0 ] && grep -q '^ID=debian' /etc/os-release 2>/dev/null &&
+            timeout 5 bash -c '</dev/tcp/deb.debian.org/80' 2>/dev/null; then
+        step "dependencies (./deps.sh installs what is missing)"
+        tmo 180 ./deps.sh || echo "run.sh: deps.sh failed: building with what is installed"
+    fi
+    step "build (make -j${JOBS:-16})"
+    if tmo 300 make -j"${JOBS:-16}" report build/imgset build/test/test_gpu \
+            build/test/test_gpu_train >build/gpu-build.log 2>&1; then
+        grep '^imgset build:' build/gpu-build.log
+    else
+        tail -25 build/gpu-build.log
+        fail "build (without our libraries, run test/gpu/bundle.sh elsewhere and carry it)"
+    fi
+fi
+# Our programs run with the bundle's libraries first; the system's tools never see them.
+LIBS="$BUNDLE_LIBS${LD_LIBRARY_PATH:+${BUNDLE_LIBS:+:}$LD_LIBRARY_PATH}"
+if ! env LD_LIBRARY_PATH="$LIBS" "$IMGSET" --help >/dev/null 2>&1; then
+    env LD_LIBRARY_PATH="$LIBS" ldd "$IMGSET" 2>&1 | grep -E 'not found|No such' | sort -u
+    fail "$IMGSET does not start"
+    printf 'run.sh: FAILED: %s\n' "${failed[@]}"
     exit 1
 fi
 
 for t in test_gpu test_gpu_train; do
     step "GPU tests ($TESTS/$t)"
-    timeout 180 "$TESTS/$t" 2>&1 | tee "build/$t.log"
-    rc=${PIPESTATUS[0]}
+    tmo 180 env LD_LIBRARY_PATH="$LIBS" "$TESTS/$t" >"$OUT/$t.log" 2>&1
+    rc=$?
+    grep -E '^#|^not ok|^1\.\.' "$OUT/$t.log"
+    echo "$(grep -c '^ok' "$OUT/$t.log") ok, $(grep -c '^not ok' "$OUT/$t.log") not ok (all in $t.log)"
     [ "$rc" -eq 0 ] || fail "$t exited with status $rc"
-    grep -q '# SKIP' "build/$t.log" && fail "$t skipped its device tests"
+    grep -q '# SKIP' "$OUT/$t.log" && fail "$t skipped its device tests"
 done
 
 step "data sets"
@@ -73,8 +110,9 @@ data=$(mktemp -d "$PWD/build/gpu-data.XXXXXX")
 trap 'rm -rf "$data"' EXIT
 declare -A counts=([cifar10]=50000 [tinyimagenet]=20000)
 for shape in cifar10 tinyimagenet; do
-    timeout 180 "$IMGSET" gen --like "$shape" --train "${counts[$shape]}" --test 1000 --seed 1 \
-        --out "mmap:$data/$shape" >"$data/gen.log" 2>&1 || fail "gen $shape"
+    tmo 180 env LD_LIBRARY_PATH="$LIBS" "$IMGSET" gen --like "$shape" \
+        --train "${counts[$shape]}" --test 1000 --seed 1 --out "mmap:$data/$shape" \
+        >"$data/gen.log" 2>&1 || fail "gen $shape"
     tail -1 "$data/gen.log"
 done
 
@@ -84,23 +122,29 @@ paths=("mmap|host|mmap (host, CPU float)"
        "mmap|cuda|mmap --device cuda (pinned + memcpy)")
 json_number() { sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p" "$1"; }
 
-step "imgset read: batch 256, 4 workers, --float, 1 warm-up + 3 timed epochs"
+step "imgset read: batch 256, 4 workers, --float, 1 warm-up + 3 timed epochs (logs in \$OUT)"
 rows=()
 for shape in cifar10 tinyimagenet; do
     for p in "${paths[@]}"; do
         IFS='|' read -r scheme device label <<<"$p"
-        json="$data/$shape-$scheme-$device.json"
-        echo "-- $shape: $label"
-        if timeout 120 "$IMGSET" read "$scheme:$data/$shape" --batch 256 --workers 4 --float \
-                --epochs 3 --device "$device" --json "$json"; then
+        json="$data/read-$shape-$scheme-$device.json"
+        log="$data/read-$shape-$scheme-$device.log"
+        tmo 120 env LD_LIBRARY_PATH="$LIBS" "$IMGSET" read "$scheme:$data/$shape" \
+            --batch 256 --workers 4 --float --epochs 3 --device "$device" --json "$json" \
+            >"$log" 2>&1
+        rc=$?
+        { echo "== $shape: $label (status $rc)"; cat "$log"; cat "$json" 2>/dev/null; } >>"$OUT/read.log"
+        if [ "$rc" -eq 0 ]; then
             gbs=$(json_number "$json" h2d_gb_per_s)
             [ "$device" = host ] && gbs=-
             rate=$(json_number "$json" median_images_per_s)
             rows+=("$(printf '%-13s %-40s %12.0f %10s' "$shape" "$label" "${rate:-0}" "$gbs")")
         else
+            tail -3 "$log"
             fail "read $scheme:$shape --device $device"
             rows+=("$(printf '%-13s %-40s %12s %10s' "$shape" "$label" FAILED -)")
         fi
+        echo "${rows[-1]}"
     done
 done
 
@@ -109,8 +153,9 @@ for shape in cifar10 tinyimagenet; do
     digests=()
     for p in "${paths[@]}"; do
         IFS='|' read -r scheme device label <<<"$p"
-        d=$(timeout 120 "$IMGSET" read "$scheme:$data/$shape" --batch 256 --workers 2 \
-                --epochs 1 --digest --device "$device" 2>&1 | sed -n 's/^batch digest //p')
+        d=$(tmo 120 env LD_LIBRARY_PATH="$LIBS" "$IMGSET" read "$scheme:$data/$shape" \
+                --batch 256 --workers 2 --epochs 1 --digest --device "$device" 2>&1 |
+            sed -n 's/^batch digest //p')
         digests+=("${d:-none}")
         echo "$shape $label: ${d:-none}"
     done
@@ -120,10 +165,16 @@ done
 
 step "training on the GPU through every store: imgset bench --mode train --device cuda"
 bench="$data/bench"
-timeout 300 "$IMGSET" bench --stores mmap,gpummap,hdf5,pg,files --shapes cifar10,tinyimagenet \
-    --mode train --device cuda --scale "${SCALE:-0.2}" --epochs 2 --runs 3 --batch 256 \
-    --workers 8 --out "$bench" >"$data/bench.log" 2>&1 || fail "imgset bench (see below)"
-tail -n 40 "$data/bench.log"
+if [ "$(left)" -lt 120 ]; then
+    fail "bench skipped: only $(left) s of the ${budget} s budget left"
+else
+    tmo 300 env LD_LIBRARY_PATH="$LIBS" "$IMGSET" bench \
+        --stores mmap,gpummap,hdf5,pg,files --shapes cifar10,tinyimagenet --mode train \
+        --device cuda --scale "${SCALE:-0.2}" --epochs 2 --runs 3 --batch 256 --workers 8 \
+        --out "$bench" >"$OUT/bench.log" 2>&1 || fail "imgset bench (bench.log)"
+    cp "$bench"/results.md "$bench"/results.csv "$OUT/" 2>/dev/null
+    grep -E '^imgset bench:|^machine:|^settings:' "$OUT/bench.log" | sort -u
+fi
 
 step "summary"
 echo "Loader only (imgset read, batch 256, 4 workers, float):"
@@ -142,9 +193,11 @@ if [ -f "$bench/results.csv" ]; then
                        printf "%-9s %-13s %9s %10s %7s %9s\n", p[1], p[2], v[k, "epoch_seconds"],
                               v[k, "train_images_per_s"], v[k, "au"], v[k, "train_h2d_gb_per_s"] } }' \
         "$bench/results.csv"
-    grep -h '^| .*error' "$bench/results.md" | head -5
+    grep -h '^| .*\(error\|n/a\)' "$bench/results.md" | sort -u | head -5
 else
-    echo "(no results.csv: the bench failed)"
+    echo "(no results.csv: the bench failed or was skipped)"
 fi
-echo "run.sh: $failures failure(s), $((SECONDS - start)) s"
-[ "$failures" -eq 0 ]
+grep -h '^not ok' "$OUT"/test_gpu*.log 2>/dev/null | head -20
+echo "run.sh: ${#failed[@]} failure(s), $((SECONDS - start)) s; files in $OUT"
+[ ${#failed[@]} -eq 0 ] || printf 'run.sh: FAILED: %s\n' "${failed[@]}"
+[ ${#failed[@]} -eq 0 ]
