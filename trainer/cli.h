@@ -27,4 +27,8 @@ int cli_copy_and_report(const char *cmd, Store *src, const char *dst_uri);
 /* Parse a non-negative integer option value; -1 on garbage (message printed). */
 long long cli_parse_count(const char *cmd, const char *option, const char *value);
 
+/* Parse --device: "cpu" (MODEL_CPU), "cuda" (MODEL_CUDA) or, when allow_auto, "auto"
+ * (TRAIN_AUTO); -2 on anything else (message printed). */
+int cli_parse_device(const char *cmd, const char *value, int allow_auto);
+
 #endif

@@ -209,14 +209,8 @@ static int parse_bench_args(int argc, char **argv, BenchArgs *a)
             else a->batch = (int)v;
             break;
         case 'D':
-            if (strcmp(optarg, "auto") == 0) a->device = TRAIN_AUTO;
-            else if (strcmp(optarg, "cpu") == 0) a->device = MODEL_CPU;
-            else if (strcmp(optarg, "cuda") == 0) a->device = MODEL_CUDA;
-            else {
-                fprintf(stderr, "imgset bench: unknown device \"%s\" (auto, cpu, cuda)\n",
-                        optarg);
+            if ((a->device = cli_parse_device("bench", optarg, 1)) == -2)
                 return 2;
-            }
             break;
         case 'h': bench_usage(stdout); return -1;
         default: bench_usage(stderr); return 2;

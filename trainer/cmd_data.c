@@ -9,7 +9,9 @@
 #include "error.h"
 #include "generate.h"
 #include "import.h"
+#include "model.h"
 #include "progress.h"
+#include "train.h"
 #include "store_files.h"
 
 int cli_error(const char *cmd, const char *message)
@@ -28,6 +30,19 @@ long long cli_parse_count(const char *cmd, const char *option, const char *value
         return -1;
     }
     return v;
+}
+
+int cli_parse_device(const char *cmd, const char *value, int allow_auto)
+{
+    if (strcmp(value, "cpu") == 0)
+        return MODEL_CPU;
+    if (strcmp(value, "cuda") == 0)
+        return MODEL_CUDA;
+    if (allow_auto && strcmp(value, "auto") == 0)
+        return TRAIN_AUTO;
+    fprintf(stderr, "imgset %s: unknown device \"%s\" (%scpu, cuda)\n", cmd, value,
+            allow_auto ? "auto, " : "");
+    return -2;
 }
 
 /* Sum of pixel bytes of a data set (reads shapes only). -1 on error. */

@@ -210,12 +210,8 @@ static int parse_predict_args(int argc, char **argv, PredictArgs *a)
             break;
         case 'j': a->json = optarg; break;
         case 'D':
-            if (strcmp(optarg, "cpu") == 0) a->device = MODEL_CPU;
-            else if (strcmp(optarg, "cuda") == 0) a->device = MODEL_CUDA;
-            else {
-                fprintf(stderr, "imgset predict: unknown device \"%s\" (cpu, cuda)\n", optarg);
+            if ((a->device = cli_parse_device("predict", optarg, 0)) == -2)
                 return 2;
-            }
             break;
         case 'b': case 't': case 'w':
             if ((v = cli_parse_count("predict", argv[optind - 1], optarg)) < 0)

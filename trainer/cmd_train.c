@@ -131,14 +131,8 @@ static int parse_train_args(int argc, char **argv, TrainArgs *a)
             }
             break;
         case 'D':
-            if (strcmp(optarg, "auto") == 0) cfg->device = TRAIN_AUTO;
-            else if (strcmp(optarg, "cpu") == 0) cfg->device = MODEL_CPU;
-            else if (strcmp(optarg, "cuda") == 0) cfg->device = MODEL_CUDA;
-            else {
-                fprintf(stderr, "imgset train: unknown device \"%s\" (auto, cpu, cuda)\n",
-                        optarg);
+            if ((cfg->device = cli_parse_device("train", optarg, 1)) == -2)
                 return 2;
-            }
             break;
         case 'h': train_usage(stdout); return -1;
         default: train_usage(stderr); return 2;
