@@ -20,8 +20,9 @@ typedef struct TrainArgs {
 /* The per-epoch lines, kept for the JSON file. */
 typedef struct TrainPrinter {
     const TrainArgs *args;
-    EpochReport reports[4096];
-    int count;
+    EpochReport *reports;   /* (capacity), grown as epochs end */
+    int count, capacity;
+    int lost;               /* 1: out of memory, some epochs are missing */
     size_t parameters;
     int device;          /* MODEL_CPU or MODEL_CUDA, as the run chose */
     Progress bar;
@@ -159,6 +160,8 @@ static int write_json(const char *path, const TrainArgs *args, const TrainPrinte
 {
     const EpochReport *r = p->reports;
     int n = p->count;
+    if (p->lost)
+        return imgset_fail("%s: out of memory for the epochs' numbers; not written", path);
     const TrainConfig *a = &args->config;
     FILE *f = fopen(path, "w");
     if (!f)
@@ -213,8 +216,18 @@ static void print_epoch(void *ctx, const EpochReport *r)
         printf(" %8.4f %8.2f", r->copy, r->copy > 0 ? r->copy_bytes / r->copy / 1e9 : 0.0);
     printf("\n");
     fflush(stdout);
-    if (p->count < (int)(sizeof p->reports / sizeof p->reports[0]))
+    if (p->count == p->capacity) {
+        int want = p->capacity ? 2 * p->capacity : 64;
+        EpochReport *bigger = realloc(p->reports, sizeof *bigger * (size_t)want);
+        if (bigger) {
+            p->reports = bigger;
+            p->capacity = want;
+        }
+    }
+    if (p->count < p->capacity)
         p->reports[p->count++] = *r;
+    else
+        p->lost = 1;
     progress_start(&p->bar, "train");
 }
 
@@ -244,7 +257,9 @@ int cmd_train(int argc, char **argv)
         printf("stopped after %lld batches at epoch %d batch %lld%s%s\n",
                (long long)run.batches_done, run.stop_epoch, (long long)run.stop_batch,
                a.config.save ? "; checkpoint " : "", a.config.save ? a.config.save : "");
-    if (a.json && write_json(a.json, &a, &printer) < 0)
+    int json_rc = a.json ? write_json(a.json, &a, &printer) : 0;
+    free(printer.reports);
+    if (json_rc < 0)
         return cli_error("train", imgset_error());
     return interrupted() ? 130 : 0;
 }

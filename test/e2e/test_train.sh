@@ -19,6 +19,12 @@ ok "the JSON has one entry per epoch with the documented keys" bash -c "
     for k in wall_seconds data_wait_seconds compute_seconds images_per_s au train_loss \
              train_accuracy test_accuracy test_macro_f1; do grep -q \"\\\"\$k\\\"\" run1.json || exit 1; done"
 
+"$IMGSET" gen --like cifar10 --train 64 --test 16 --seed 5 --out mmap:tiny >/dev/null
+ok "train 70 short epochs with --json" "$IMGSET" train mmap:tiny --model mlp --epochs 70 \
+    --batch 64 --json many.json
+ok "the JSON keeps all 70 epochs (more than its first allocation)" \
+    test "$(grep -c '"epoch":' many.json)" -eq 70
+
 ok "a second run with the same seed" "$IMGSET" train mmap:c "${common[@]}" --json run2.json
 losses() { grep -o '"train_loss": [0-9.e+-]*' "$1"; }
 ok "the same seed gives the same losses" test "$(losses run1.json)" = "$(losses run2.json)"
