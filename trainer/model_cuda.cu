@@ -7,6 +7,7 @@
 extern "C" {
 #include "error.h"
 #include "model_cuda.h"
+#include "nn.h"
 }
 #include "nn_cuda.h"
 
@@ -247,8 +248,8 @@ static int op_forward(const ModelCuda *mc, const ModelOp *op, int N, int trainin
         return cuda_concat_forward(nn, y, x, mc->act[op->in2], N, a->c, g->acts[op->in2].c,
                                    a->h * a->w);
     case OP_CONV_RELU_POOL: {
-        int ch = (a->h + 2 * op->pad - op->kernel) / op->stride + 1;
-        int cw = (a->w + 2 * op->pad - op->kernel) / op->stride + 1;
+        int ch = nn_out_size(a->h, op->kernel, op->stride, op->pad);
+        int cw = nn_out_size(a->w, op->kernel, op->stride, op->pad);
         if (cuda_conv2d_forward(nn, mc->conv_tmp, x, w, b, mc->work, mc->chunk[op - g->ops], N,
                                 a->c, a->h, a->w, o->c, op->kernel, op->kernel, op->stride,
                                 op->pad) < 0)
@@ -311,8 +312,8 @@ static int op_backward(const ModelCuda *mc, const ModelOp *op, int N)
     case OP_CONCAT:
         return cuda_concat_backward(nn, dx, dx2, dy, N, a->c, g->acts[op->in2].c, a->h * a->w);
     case OP_CONV_RELU_POOL: {
-        int ch = (a->h + 2 * op->pad - op->kernel) / op->stride + 1;
-        int cw = (a->w + 2 * op->pad - op->kernel) / op->stride + 1;
+        int ch = nn_out_size(a->h, op->kernel, op->stride, op->pad);
+        int cw = nn_out_size(a->w, op->kernel, op->stride, op->pad);
         float *dtmp = mc->conv_tmp;   /* the pre-pool gradient (N, OC, ch, cw) */
         CHECK(cudaMemsetAsync(dtmp, 0, sizeof(float) * (size_t)N * o->c * ch * cw, nn->stream),
               "zeroing a pre-pool gradient");

@@ -3,6 +3,7 @@
 
 extern "C" {
 #include "error.h"
+#include "nn.h"
 }
 #include "gpu_launch.h"
 #include "nn_cuda.h"
@@ -135,8 +136,8 @@ __global__ void row_sums_add_kernel(float *sums, const float *m, size_t cols)
 size_t cuda_conv2d_workspace_floats(int C, int H, int W, int OC, int KH, int KW, int stride,
                                     int pad, int chunk)
 {
-    size_t oh = (size_t)((H + 2 * pad - KH) / stride + 1);
-    size_t ow = (size_t)((W + 2 * pad - KW) / stride + 1);
+    size_t oh = (size_t)nn_out_size(H, KH, stride, pad);
+    size_t ow = (size_t)nn_out_size(W, KW, stride, pad);
     return ((size_t)C * KH * KW + (size_t)OC) * oh * ow * (size_t)chunk;
 }
 
@@ -144,7 +145,7 @@ int cuda_conv2d_forward(const NnCuda *nn, float *out, const float *inp, const fl
                         const float *bias, float *work, int chunk, int N, int C, int H, int W,
                         int OC, int KH, int KW, int stride, int pad)
 {
-    int OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1;
+    int OH = nn_out_size(H, KH, stride, pad), OW = nn_out_size(W, KW, stride, pad);
     int ckk = C * KH * KW;
     size_t ohw = (size_t)OH * OW;
     for (int n0 = 0; n0 < N; n0 += chunk) {
@@ -166,7 +167,7 @@ int cuda_conv2d_backward(const NnCuda *nn, float *dinp, float *dweight, float *d
                          int chunk, int N, int C, int H, int W, int OC, int KH, int KW,
                          int stride, int pad)
 {
-    int OH = (H + 2 * pad - KH) / stride + 1, OW = (W + 2 * pad - KW) / stride + 1;
+    int OH = nn_out_size(H, KH, stride, pad), OW = nn_out_size(W, KW, stride, pad);
     int ckk = C * KH * KW;
     size_t ohw = (size_t)OH * OW;
     for (int n0 = 0; n0 < N; n0 += chunk) {
@@ -278,7 +279,7 @@ __global__ void maxpool_backward_kernel(float *dinp, const float *dout, const fl
 int cuda_maxpool2d_forward(const NnCuda *nn, float *out, const float *inp, int N, int C, int H,
                            int W, int kernel, int stride)
 {
-    int OH = (H - kernel) / stride + 1, OW = (W - kernel) / stride + 1;
+    int OH = nn_out_size(H, kernel, stride, 0), OW = nn_out_size(W, kernel, stride, 0);
     size_t planes = (size_t)N * C;
     return LAUNCH(maxpool_forward_kernel, planes * OH * OW, nn, out, inp, planes, H, W, OH, OW,
                   kernel, stride);
@@ -289,7 +290,7 @@ int cuda_maxpool2d_backward(const NnCuda *nn, float *dinp, const float *dout, co
 {
     if (!dinp)
         return 0;
-    int OH = (H - kernel) / stride + 1, OW = (W - kernel) / stride + 1;
+    int OH = nn_out_size(H, kernel, stride, 0), OW = nn_out_size(W, kernel, stride, 0);
     size_t planes = (size_t)N * C;
     return LAUNCH(maxpool_backward_kernel, planes * OH * OW, nn, dinp, dout, inp, planes, H, W,
                   OH, OW, kernel, stride);
@@ -389,7 +390,7 @@ __global__ void avgpool_backward_kernel(float *dinp, const float *dout, size_t p
 int cuda_avgpool2d_forward(const NnCuda *nn, float *out, const float *inp, int N, int C, int H,
                            int W, int kernel, int stride)
 {
-    int OH = (H - kernel) / stride + 1, OW = (W - kernel) / stride + 1;
+    int OH = nn_out_size(H, kernel, stride, 0), OW = nn_out_size(W, kernel, stride, 0);
     size_t planes = (size_t)N * C;
     return LAUNCH(avgpool_forward_kernel, planes * OH * OW, nn, out, inp, planes, H, W, OH, OW,
                   kernel, stride);
@@ -400,7 +401,7 @@ int cuda_avgpool2d_backward(const NnCuda *nn, float *dinp, const float *dout, in
 {
     if (!dinp)
         return 0;
-    int OH = (H - kernel) / stride + 1, OW = (W - kernel) / stride + 1;
+    int OH = nn_out_size(H, kernel, stride, 0), OW = nn_out_size(W, kernel, stride, 0);
     size_t planes = (size_t)N * C;
     return LAUNCH(avgpool_backward_kernel, planes * OH * OW, nn, dinp, dout, planes, H, W, OH,
                   OW, kernel, stride);

@@ -88,8 +88,11 @@ else
 fi
 # Our programs run with the bundle's libraries first; the system's tools never see them.
 LIBS="$BUNDLE_LIBS${LD_LIBRARY_PATH:+${BUNDLE_LIBS:+:}$LD_LIBRARY_PATH}"
-if ! env LD_LIBRARY_PATH="$LIBS" "$IMGSET" --help >/dev/null 2>&1; then
-    env LD_LIBRARY_PATH="$LIBS" ldd "$IMGSET" 2>&1 | grep -E 'not found|No such' | sort -u
+# "${ours[@]}" PROGRAM ARGS...: one of our programs, with those libraries (a command prefix,
+# not a function, so that timeout can run it)
+ours=(env "LD_LIBRARY_PATH=$LIBS")
+if ! "${ours[@]}" "$IMGSET" --help >/dev/null 2>&1; then
+    "${ours[@]}" ldd "$IMGSET" 2>&1 | grep -E 'not found|No such' | sort -u
     fail "$IMGSET does not start"
     printf 'run.sh: FAILED: %s\n' "${failed[@]}"
     exit 1
@@ -97,7 +100,7 @@ fi
 
 for t in test_gpu test_gpu_train; do
     step "GPU tests ($TESTS/$t)"
-    tmo 180 env LD_LIBRARY_PATH="$LIBS" "$TESTS/$t" >"$OUT/$t.log" 2>&1
+    tmo 180 "${ours[@]}" "$TESTS/$t" >"$OUT/$t.log" 2>&1
     rc=$?
     grep -E '^#|^not ok|^1\.\.' "$OUT/$t.log"
     echo "$(grep -c '^ok' "$OUT/$t.log") ok, $(grep -c '^not ok' "$OUT/$t.log") not ok (all in $t.log)"
@@ -110,7 +113,7 @@ data=$(mktemp -d "$PWD/build/gpu-data.XXXXXX")
 trap 'rm -rf "$data"' EXIT
 declare -A counts=([cifar10]=50000 [tinyimagenet]=20000)
 for shape in cifar10 tinyimagenet; do
-    tmo 180 env LD_LIBRARY_PATH="$LIBS" "$IMGSET" gen --like "$shape" \
+    tmo 180 "${ours[@]}" "$IMGSET" gen --like "$shape" \
         --train "${counts[$shape]}" --test 1000 --seed 1 --out "mmap:$data/$shape" \
         >"$data/gen.log" 2>&1 || fail "gen $shape"
     tail -1 "$data/gen.log"
@@ -129,7 +132,7 @@ for shape in cifar10 tinyimagenet; do
         IFS='|' read -r scheme device label <<<"$p"
         json="$data/read-$shape-$scheme-$device.json"
         log="$data/read-$shape-$scheme-$device.log"
-        tmo 120 env LD_LIBRARY_PATH="$LIBS" "$IMGSET" read "$scheme:$data/$shape" \
+        tmo 120 "${ours[@]}" "$IMGSET" read "$scheme:$data/$shape" \
             --batch 256 --workers 4 --float --epochs 3 --device "$device" --json "$json" \
             >"$log" 2>&1
         rc=$?
@@ -153,7 +156,7 @@ for shape in cifar10 tinyimagenet; do
     digests=()
     for p in "${paths[@]}"; do
         IFS='|' read -r scheme device label <<<"$p"
-        d=$(tmo 120 env LD_LIBRARY_PATH="$LIBS" "$IMGSET" read "$scheme:$data/$shape" \
+        d=$(tmo 120 "${ours[@]}" "$IMGSET" read "$scheme:$data/$shape" \
                 --batch 256 --workers 2 --epochs 1 --digest --device "$device" 2>&1 |
             sed -n 's/^batch digest //p')
         digests+=("${d:-none}")
@@ -168,7 +171,7 @@ bench="$data/bench"
 if [ "$(left)" -lt 120 ]; then
     fail "bench skipped: only $(left) s of the ${budget} s budget left"
 else
-    tmo 300 env LD_LIBRARY_PATH="$LIBS" "$IMGSET" bench \
+    tmo 300 "${ours[@]}" "$IMGSET" bench \
         --stores mmap,gpummap,hdf5,pg,files --shapes cifar10,tinyimagenet --mode train \
         --device cuda --scale "${SCALE:-0.2}" --epochs 2 --runs 3 --batch 256 --workers 8 \
         --out "$bench" >"$OUT/bench.log" 2>&1 || fail "imgset bench (bench.log)"

@@ -66,6 +66,17 @@ enum { RUN_TESTS = sizeof run_tests / sizeof run_tests[0] };
 
 static char scratch[] = "/tmp/imgset-test-gpu-train.XXXXXX";
 
+/* The trainer's defaults for uri, with these epochs and batch size. */
+static TrainConfig config_for(const char *uri, int epochs, int batch)
+{
+    TrainConfig c;
+    train_config_default(&c);
+    c.uri = uri;
+    c.epochs = epochs;
+    c.batch = batch;
+    return c;
+}
+
 #ifdef IMGSET_HAVE_CUDA
 /* max |a - b| / max |b| over n floats (0 when both are all zero). */
 static double rel_diff(const float *a, const float *b, size_t n)
@@ -270,11 +281,7 @@ static void test_two_steps(const char *uri)
     char path_cpu[300], path_gpu[300];
     snprintf(path_cpu, sizeof path_cpu, "%s/two-cpu.safetensors", scratch);
     snprintf(path_gpu, sizeof path_gpu, "%s/two-gpu.safetensors", scratch);
-    TrainConfig c;
-    train_config_default(&c);
-    c.uri = uri;
-    c.epochs = 1;
-    c.batch = 32;
+    TrainConfig c = config_for(uri, 1, 32);
     c.stop_after = 2;
     c.evaluate = 0;
     TrainRun run;
@@ -349,11 +356,7 @@ static void test_training(const char *uri)
 {
     char ckpt[300];
     snprintf(ckpt, sizeof ckpt, "%s/gpu.safetensors", scratch);
-    TrainConfig c;
-    train_config_default(&c);
-    c.uri = uri;
-    c.epochs = 4;
-    c.batch = 64;
+    TrainConfig c = config_for(uri, 4, 64);
     c.workers = 2;
     TrainRun run;
     Last cpu = {0}, gpu = {0};
@@ -385,10 +388,7 @@ static void test_training(const char *uri)
 /* Without a device: the errors and the fallback, then every device test skipped. */
 static void test_without_device(const char *uri, const char *reason)
 {
-    TrainConfig c;
-    train_config_default(&c);
-    c.uri = uri;
-    c.epochs = 1;
+    TrainConfig c = config_for(uri, 1, 128);
     c.stop_after = 1;
     c.device = MODEL_CUDA;
     TrainRun run;
@@ -434,12 +434,13 @@ int main(void)
             char gpu[256];
             gpu_describe(gpu, sizeof gpu);
             printf("# %s\n", gpu);
-            if (strstr(gpu, "host emulation"))   /* test_gpu_train_emu: say so in every line */
+            int emulated = strstr(gpu, "host emulation") != NULL;   /* test_gpu_train_emu */
+            if (emulated)   /* say so in every line */
                 tap_prefix = "[host emulation, not a GPU] ";
             for (int i = 0; i < CASES; i++)
                 test_case(&cases[i]);
             test_two_steps(uri);
-            if (*tap_prefix)   /* the emulation runs kernels serially */
+            if (emulated)   /* the emulation runs kernels serially */
                 for (int i = 0; i < RUN_TESTS; i++)
                     skip(run_tests[i], "the host emulation of the GPU is too slow for training "
                                        "runs: they run where there is a GPU (test/gpu/run.sh)");
