@@ -40,19 +40,7 @@ int digest_split(Store *s, int split, SplitDigest *out, ProgressFn progress, voi
     for (int64_t i = 0; i < n; i++) {
         ImageShape shape;
         int32_t label;
-        if (store_image_shape(s, split, i, &shape) < 0)
-            goto fail;
-        size_t need = image_shape_bytes(shape);
-        if (need > cap) {
-            uint8_t *bigger = realloc(buf, need);
-            if (!bigger) {
-                imgset_fail("out of memory for a %zu-byte image", need);
-                goto fail;
-            }
-            buf = bigger;
-            cap = need;
-        }
-        if (store_read_image(s, split, i, buf, cap, &shape, &label) < 0)
+        if (store_read_image_grow(s, split, i, &buf, &cap, &shape, &label) < 0)
             goto fail;
         update_i32(st, shape.height);
         update_i32(st, shape.width);

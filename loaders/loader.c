@@ -101,10 +101,8 @@ static int fill_one_resized(Filler *f, int64_t index, uint8_t *out, int32_t *lab
 {
     Loader *l = f->loader;
     ImageShape shape;
-    if (store_image_shape(f->store, l->opt.split, index, &shape) < 0 ||
-        grow(&f->image, &f->image_cap, image_shape_bytes(shape)) < 0 ||
-        store_read_image(f->store, l->opt.split, index, f->image, f->image_cap, &shape,
-                         label) < 0)
+    if (store_read_image_grow(f->store, l->opt.split, index, &f->image, &f->image_cap, &shape,
+                              label) < 0)
         return -1;
     if (shape.channels != l->out_shape.channels)
         return imgset_fail("%s: %s image %lld has %d channels, the loader makes %d", l->uri,

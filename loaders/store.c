@@ -313,6 +313,22 @@ void store_close(Store *s)
     store_free(s);
 }
 
+int store_read_image_grow(Store *s, int split, int64_t index, uint8_t **buf, size_t *capacity,
+                          ImageShape *shape, int32_t *label)
+{
+    if (store_image_shape(s, split, index, shape) < 0)
+        return -1;
+    size_t need = image_shape_bytes(*shape);
+    if (need > *capacity) {
+        uint8_t *bigger = realloc(*buf, need);
+        if (!bigger)
+            return imgset_fail("out of memory for a %zu-byte image", need);
+        *buf = bigger;
+        *capacity = need;
+    }
+    return store_read_image(s, split, index, *buf, *capacity, shape, label);
+}
+
 int store_copy(Store *src, const char *dst_uri, ProgressFn progress, void *progress_ctx)
 {
     Store *dst = store_create(dst_uri, &src->info);
@@ -326,19 +342,7 @@ int store_copy(Store *src, const char *dst_uri, ProgressFn progress, void *progr
         for (int64_t i = 0; i < src->info.split[split].count; i++) {
             ImageShape shape;
             int32_t label;
-            if (store_image_shape(src, split, i, &shape) < 0)
-                goto fail;
-            size_t need = image_shape_bytes(shape);
-            if (need > cap) {
-                uint8_t *bigger = realloc(buf, need);
-                if (!bigger) {
-                    imgset_fail("out of memory for a %zu-byte image", need);
-                    goto fail;
-                }
-                buf = bigger;
-                cap = need;
-            }
-            if (store_read_image(src, split, i, buf, cap, &shape, &label) < 0 ||
+            if (store_read_image_grow(src, split, i, &buf, &cap, &shape, &label) < 0 ||
                 store_write_image(dst, split, buf, shape, label) < 0)
                 goto fail;
             done++;

@@ -84,6 +84,11 @@ int store_read_image(Store *s, int split, int64_t index, uint8_t *dst, size_t ca
 int store_write_image(Store *s, int split, const uint8_t *pixels, ImageShape shape,
                       int32_t label);
 
+/* store_read_image into *buf, grown (realloc) to fit the image: for loops that read images of
+ * any size one by one. *buf = NULL, *capacity = 0 to start; free(*buf) at the end. */
+int store_read_image_grow(Store *s, int split, int64_t index, uint8_t **buf, size_t *capacity,
+                          ImageShape *shape, int32_t *label);
+
 /* Gather a batch of a fixed-shape split: dst holds n * image bytes, labels n entries.
  * Indices are checked; labels are checked against the class count. 0 or -1. */
 int store_read_batch(Store *s, int split, const int64_t *indices, int n, uint8_t *dst,

@@ -531,8 +531,8 @@ static const Spread *get_wait(const Cell *c) { return &c->train_wait; }
 static const Spread *get_compute(const Cell *c) { return &c->train_compute; }
 static const Spread *get_h2d(const Cell *c) { return &c->h2d_gbps; }
 
-static void table(FILE *f, const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
-                  const char *title, SpreadOf get, const char *fmt)
+/* A results table's title and header row: a column per shape. */
+static void table_head(FILE *f, const BenchArgs *a, const char *title)
 {
     fprintf(f, "\n### %s\n\n| store |", title);
     for (int j = 0; j < a->nshapes; j++)
@@ -541,6 +541,12 @@ static void table(FILE *f, const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES
     for (int j = 0; j < a->nshapes; j++)
         fprintf(f, "---|");
     fprintf(f, "\n");
+}
+
+static void table(FILE *f, const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
+                  const char *title, SpreadOf get, const char *fmt)
+{
+    table_head(f, a, title);
     for (int i = 0; i < a->nstores; i++) {
         fprintf(f, "| %s |", a->stores[i]);
         for (int j = 0; j < a->nshapes; j++) {
@@ -701,14 +707,8 @@ static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
         table(f, a, cells, "Loader only: images/s (higher is better)", get_read, "%.0f");
         table(f, a, cells, "Loader only: mean data-wait per batch, ms", get_read_wait, "%.2f");
     }
-    fprintf(f, "\n### Writing each store (seconds; mmap: generating the data set into it; "
-               "\"cached\": a copy with the same digest was reused)\n\n| store |");
-    for (int j = 0; j < a->nshapes; j++)
-        fprintf(f, " %s |", a->shapes[j]);
-    fprintf(f, "\n|---|");
-    for (int j = 0; j < a->nshapes; j++)
-        fprintf(f, "---|");
-    fprintf(f, "\n");
+    table_head(f, a, "Writing each store (seconds; mmap: generating the data set into it; "
+                     "\"cached\": a copy with the same digest was reused)");
     for (int i = 0; i < a->nstores; i++) {
         fprintf(f, "| %s |", a->stores[i]);
         for (int j = 0; j < a->nshapes; j++) {
