@@ -155,59 +155,69 @@ ImgResizeCrop(int dtype, const uint8 *src, int sh, int sw, int c, uint8 *dst, in
 						dst, dh, dw);
 }
 
-PG_FUNCTION_INFO_V1(imgtensor_resize);
-Datum
-imgtensor_resize(PG_FUNCTION_ARGS)
+/* How Reshape fills its height×width output from the input image. */
+typedef enum ReshapeKind
+{
+	RESHAPE_RESIZE,				/* bilinear resize, aspect ratio not kept */
+	RESHAPE_CENTER_CROP,		/* the centre window, unscaled; must fit in the image */
+	RESHAPE_RESIZE_CROP			/* ImgResizeCrop: resize to cover, then the centre */
+} ReshapeKind;
+
+/* function(img imgtensor, height integer, width integer) → a height×width imgtensor. */
+static Datum
+Reshape(FunctionCallInfo fcinfo, const char *function, ReshapeKind kind)
 {
 	ImgTensor  *t = PG_GETARG_IMGTENSOR_DECODED(0);
 	int32		h = PG_GETARG_INT32(1);
 	int32		w = PG_GETARG_INT32(2);
 	ImgTensor  *out;
 
-	ImgTensorCheckShape("resize", t->dtype, h, w, t->channels);
+	ImgTensorCheckShape(function, t->dtype, h, w, t->channels);
+	if (kind == RESHAPE_CENTER_CROP && (h > t->height || w > t->width))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s: a %dx%d crop does not fit in a %dx%d imgtensor",
+						function, h, w, t->height, t->width)));
 	out = ImgTensorCreate(t->dtype, h, w, t->channels);
-	if (t->dtype == IMGTENSOR_UINT8)
-		transform_resize(out->data, h, w, t->data, t->height, t->width, t->channels);
-	else
-		ImgResizeWindow(t->dtype, t->data, t->height, t->width, t->channels, h, w, 0, 0,
-						out->data, h, w);
+	switch (kind)
+	{
+		case RESHAPE_RESIZE:
+			if (t->dtype == IMGTENSOR_UINT8)
+				transform_resize(out->data, h, w, t->data, t->height, t->width, t->channels);
+			else
+				ImgResizeWindow(t->dtype, t->data, t->height, t->width, t->channels, h, w,
+								0, 0, out->data, h, w);
+			break;
+		case RESHAPE_CENTER_CROP:
+			ImgCenterCrop(ImgTensorElementSize(t->dtype), t->data, t->height, t->width,
+						  t->channels, out->data, h, w);
+			break;
+		case RESHAPE_RESIZE_CROP:
+			ImgResizeCrop(t->dtype, t->data, t->height, t->width, t->channels, out->data, h, w);
+			break;
+	}
 	PG_RETURN_IMGTENSOR_P(out);
+}
+
+PG_FUNCTION_INFO_V1(imgtensor_resize);
+Datum
+imgtensor_resize(PG_FUNCTION_ARGS)
+{
+	return Reshape(fcinfo, "resize", RESHAPE_RESIZE);
 }
 
 PG_FUNCTION_INFO_V1(imgtensor_center_crop);
 Datum
 imgtensor_center_crop(PG_FUNCTION_ARGS)
 {
-	ImgTensor  *t = PG_GETARG_IMGTENSOR_DECODED(0);
-	int32		h = PG_GETARG_INT32(1);
-	int32		w = PG_GETARG_INT32(2);
-	ImgTensor  *out;
-
-	ImgTensorCheckShape("center_crop", t->dtype, h, w, t->channels);
-	if (h > t->height || w > t->width)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("center_crop: a %dx%d crop does not fit in a %dx%d imgtensor",
-						h, w, t->height, t->width)));
-	out = ImgTensorCreate(t->dtype, h, w, t->channels);
-	ImgCenterCrop(ImgTensorElementSize(t->dtype), t->data, t->height, t->width, t->channels,
-				  out->data, h, w);
-	PG_RETURN_IMGTENSOR_P(out);
+	return Reshape(fcinfo, "center_crop", RESHAPE_CENTER_CROP);
 }
 
 PG_FUNCTION_INFO_V1(imgtensor_resize_crop);
 Datum
 imgtensor_resize_crop(PG_FUNCTION_ARGS)
 {
-	ImgTensor  *t = PG_GETARG_IMGTENSOR_DECODED(0);
-	int32		h = PG_GETARG_INT32(1);
-	int32		w = PG_GETARG_INT32(2);
-	ImgTensor  *out;
-
-	ImgTensorCheckShape("resize_crop", t->dtype, h, w, t->channels);
-	out = ImgTensorCreate(t->dtype, h, w, t->channels);
-	ImgResizeCrop(t->dtype, t->data, t->height, t->width, t->channels, out->data, h, w);
-	PG_RETURN_IMGTENSOR_P(out);
+	return Reshape(fcinfo, "resize_crop", RESHAPE_RESIZE_CROP);
 }
 
 /* The elements of a 1-D real[] of 1 or `channels` non-NULL values, as `channels` floats. */
