@@ -1,41 +1,17 @@
 """test_h5py.py — the hdf5: store and h5py read each other's files, value for value (TAP)."""
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 
 import h5py
 import numpy as np
 
-IMGSET = os.environ.get("IMGSET") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "imgset")
-
-count = 0
-failed = 0
-
-
-def ok(cond, what):
-    """Print one TAP line; return cond."""
-    global count, failed
-    count += 1
-    if not cond:
-        failed += 1
-    print(("ok" if cond else "not ok") + " %d - %s" % (count, what), flush=True)
-    return cond
-
-
-def skip(what, reason):
-    global count
-    count += 1
-    print("ok %d - %s # SKIP %s" % (count, what, reason), flush=True)
+import tap
+from tap import ok
 
 
 def imgset(*args):
     """Run the CLI; return (exit status, stdout + stderr)."""
-    p = subprocess.run([IMGSET] + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True, timeout=120)
-    return p.returncode, p.stdout
+    rc, out, _ = tap.imgset(*args, timeout=120, merge=True)
+    return rc, out
 
 
 def load_mmap(directory, split):
@@ -180,6 +156,15 @@ def ragged_builder(f):
     return arrays
 
 
+def zeros_builder(**splits):
+    """A builder of all-zero splits: split=(images shape, images dtype, number of int64 labels)."""
+    def build(f):
+        for split, (shape, dtype, labels) in splits.items():
+            f[split + "/images"] = np.zeros(shape, dtype)
+            f[split + "/labels"] = np.zeros(labels, np.int64)
+    return build
+
+
 def expect_refused(tmp, name, build, needle):
     h5 = os.path.join(tmp, name + ".h5")
     with h5py.File(h5, "w") as f:
@@ -190,17 +175,12 @@ def expect_refused(tmp, name, build, needle):
 
 
 def main():
-    if not os.access(IMGSET, os.X_OK):
-        skip("h5py interop", "the imgset CLI is not built (%s)" % IMGSET)
-        print("1..%d" % count)
-        return 0
+    if not os.access(tap.IMGSET, os.X_OK):
+        tap.skip_all("h5py interop", "the imgset CLI is not built (%s)" % tap.IMGSET)
     rc, out = imgset("--help")
     if "hdf5:" not in out:
-        skip("h5py interop", "this imgset was built without HDF5")
-        print("1..%d" % count)
-        return 0
-    tmp = tempfile.mkdtemp(prefix="imgset-h5py-")
-    try:
+        tap.skip_all("h5py interop", "this imgset was built without HDF5")
+    with tap.scratch_dir("imgset-h5py-") as tmp:
         # h5py reads what we write.
         check_h5py_reads_ours(tmp, "ours-fixed", "cifar10", "", False)
         check_h5py_reads_ours(tmp, "ours-fixed-gzip", "cifar10", "?compression=gzip", False)
@@ -225,31 +205,19 @@ def main():
         check_we_read_h5py(tmp, "h5py-ragged", ragged_builder, ["a", "b", "c"])
 
         # Files we must refuse, with a message naming what is wrong.
-        def float_images(f):
-            f["train/images"] = np.zeros((2, 3, 3, 3), np.float32)
-            f["train/labels"] = np.zeros(2, np.int64)
-            f["test/images"] = np.zeros((1, 3, 3, 3), np.uint8)
-            f["test/labels"] = np.zeros(1, np.int64)
-        expect_refused(tmp, "h5py-float-images", float_images,
-                       "/train/images has element type float32, expected uint8")
-
-        def short_labels(f):
-            f["train/images"] = np.zeros((10, 3, 3, 3), np.uint8)
-            f["train/labels"] = np.zeros(9, np.int64)
-            f["test/images"] = np.zeros((1, 3, 3, 3), np.uint8)
-            f["test/labels"] = np.zeros(1, np.int64)
-        expect_refused(tmp, "h5py-short-labels", short_labels,
-                       "/train/labels has 9 entries, /train/images has 10")
-
-        def no_test(f):
-            f["train/images"] = np.zeros((2, 3, 3, 3), np.uint8)
-            f["train/labels"] = np.zeros(2, np.int64)
-        expect_refused(tmp, "h5py-no-test", no_test, "no /test group")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("1..%d" % count)
-    return 1 if failed else 0
+        one_test_image = ((1, 3, 3, 3), np.uint8, 1)
+        for name, build, needle in (
+                ("h5py-float-images",
+                 zeros_builder(train=((2, 3, 3, 3), np.float32, 2), test=one_test_image),
+                 "/train/images has element type float32, expected uint8"),
+                ("h5py-short-labels",
+                 zeros_builder(train=((10, 3, 3, 3), np.uint8, 9), test=one_test_image),
+                 "/train/labels has 9 entries, /train/images has 10"),
+                ("h5py-no-test", zeros_builder(train=((2, 3, 3, 3), np.uint8, 2)),
+                 "no /test group")):
+            expect_refused(tmp, name, build, needle)
+    tap.finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -2,32 +2,16 @@
 """test_numpy.py — numpy and the mmap: store read each other's files (TAP output)."""
 import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
 
-IMGSET = os.environ.get("IMGSET", os.path.join(os.path.dirname(__file__), "../../build/imgset"))
-count = 0
-failed = 0
-
-
-def ok(cond, what):
-    """Print one TAP line; return cond."""
-    global count, failed
-    count += 1
-    if not cond:
-        failed += 1
-    print(("ok" if cond else "not ok") + " %d - %s" % (count, what), flush=True)
-    return cond
+import tap
+from tap import ok
 
 
 def imgset(*args):
     """Run the CLI; return (exit status, stdout, stderr)."""
-    p = subprocess.run([IMGSET, *args], capture_output=True, text=True, timeout=120)
-    return p.returncode, p.stdout, p.stderr
+    return tap.imgset(*args, timeout=120)
 
 
 def data_offset(path):
@@ -101,12 +85,18 @@ def same_store(a, b):
     return True
 
 
+def gen_store(tmp, name, like, train, test):
+    """`imgset gen --like LIKE --seed 3` into mmap:TMP/NAME, one TAP line; the directory or None."""
+    d = os.path.join(tmp, name)
+    rc, _, err = imgset("gen", "--like", like, "--train", str(train), "--test", str(test),
+                          "--seed", "3", "--out", "mmap:" + d)
+    return d if ok(rc == 0, "gen --like %s --out mmap: (%s)" % (like, err.strip())) else None
+
+
 def check_generated(tmp):
     """Files written by `imgset gen --out mmap:` load in numpy and agree with `imgset info`."""
-    fixed = os.path.join(tmp, "gen_fixed")
-    rc, out, err = imgset("gen", "--like", "cifar10", "--train", "20", "--test", "10",
-                          "--seed", "3", "--out", "mmap:" + fixed)
-    if not ok(rc == 0, "gen --like cifar10 --out mmap: (%s)" % err.strip()):
+    fixed = gen_store(tmp, "gen_fixed", "cifar10", 20, 10)
+    if not fixed:
         return
     s = load_store(fixed)
     ok(s["train_images"].shape == (20, 32, 32, 3) and s["train_images"].dtype == np.uint8,
@@ -125,10 +115,8 @@ def check_generated(tmp):
     ok(rc == 0 and re.search(r"train\s+20 images, 32x32x3", out) and
        re.search(r"test\s+10 images, 32x32x3", out), "imgset info agrees with numpy's shapes")
 
-    mixed = os.path.join(tmp, "gen_mixed")
-    rc, out, err = imgset("gen", "--like", "mixed", "--train", "6", "--test", "3",
-                          "--seed", "3", "--out", "mmap:" + mixed)
-    if not ok(rc == 0, "gen --like mixed --out mmap: (%s)" % err.strip()):
+    mixed = gen_store(tmp, "gen_mixed", "mixed", 6, 3)
+    if not mixed:
         return
     s = load_store(mixed)
     off, shp, flat = s["train_offsets"], s["train_shapes"], s["train_images"]
@@ -199,20 +187,15 @@ def check_fortran_refused(tmp):
 
 
 def main():
-    if not (os.path.isfile(IMGSET) and os.access(IMGSET, os.X_OK)):
-        ok(False, "%s is not built" % IMGSET)
-        print("1..%d" % count)
-        return 1
-    tmp = tempfile.mkdtemp(prefix="imgset-numpy-")
-    try:
+    if not (os.path.isfile(tap.IMGSET) and os.access(tap.IMGSET, os.X_OK)):
+        ok(False, "%s is not built" % tap.IMGSET)
+        tap.finish()
+    with tap.scratch_dir("imgset-numpy-") as tmp:
         check_generated(tmp)
         check_numpy_written(tmp)
         check_fortran_refused(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("1..%d" % count)
-    return 1 if failed else 0
+    tap.finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -13,42 +13,20 @@ Prints TAP.
 import json
 import os
 import struct
-import subprocess
 import sys
-import tempfile
 
-results = []
-
-
-def ok(cond, what):
-    results.append(bool(cond))
-    print(("ok" if cond else "not ok") + " %d - %s" % (len(results), what), flush=True)
-    return cond
-
-
-def finish():
-    print("1..%d" % len(results))
-    sys.exit(0 if all(results) else 1)
-
-
-def skip_all(reason):
-    print("ok 1 - test_torch_checkpoint # SKIP %s" % reason)
-    print("1..1")
-    sys.exit(0)
-
+import tap
+from tap import ok
 
 try:
     import numpy as np
     import torch
 except ImportError as e:  # Debian's python3-torch / python3-numpy
-    skip_all("missing Python package: %s" % e)
+    tap.skip_all("test_torch_checkpoint", "missing Python package: %s" % e)
 
-ROOT = os.environ.get("IMGSET_ROOT") or os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-IMGSET = os.environ.get("IMGSET") or os.path.join(ROOT, "build", "imgset")
-if not os.access(IMGSET, os.X_OK):
-    skip_all("imgset CLI not built (%s)" % IMGSET)
-sys.path.insert(0, os.path.join(ROOT, "test", "reference"))
+if not os.access(tap.IMGSET, os.X_OK):
+    tap.skip_all("test_torch_checkpoint", "imgset CLI not built (%s)" % tap.IMGSET)
+sys.path.insert(0, os.path.join(tap.ROOT, "test", "reference"))
 import make_reference as ref  # noqa: E402  (the PyTorch definitions of our models)
 
 MODELS = {"mlp": ref.Mlp, "cnn-small": ref.CnnSmall, "resnet8": ref.ResNet8,
@@ -72,14 +50,14 @@ def read_safetensors(path):
 
 
 def run(*args):
-    p = subprocess.run([IMGSET] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=300)
-    return p.returncode == 0, p.stderr.strip()
+    """Run the CLI; (whether it succeeded, stderr)."""
+    rc, _, err = tap.imgset(*args)
+    return rc == 0, err.strip()
 
 
 def main():
     torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory(prefix="imgset-torch-ckpt-") as tmp:
+    with tap.scratch_dir("imgset-torch-ckpt-") as tmp:
         data = os.path.join(tmp, "d")
         ok(run("gen", "--like", "cifar10", "--train", "256", "--test", "48", "--seed", "4",
                "--out", "mmap:" + data)[0], "generate a small cifar10-like set")
@@ -133,7 +111,7 @@ def main():
                "(%.2g <= 1e-4 of the largest)" % (arch, diff))
             ok((torch_logits.argmax(1) == our_logits.argmax(1)).all(),
                "%s: the same class for all %d test images" % (arch, len(order)))
-    finish()
+    tap.finish()
 
 
 if __name__ == "__main__":

@@ -10,50 +10,25 @@
 Prints TAP.
 """
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 
-results = []
-
-
-def ok(cond, what):
-    results.append(bool(cond))
-    print(("ok" if cond else "not ok") + " %d - %s" % (len(results), what), flush=True)
-    return cond
-
-
-def finish():
-    print("1..%d" % len(results))
-    sys.exit(0 if all(results) else 1)
-
-
-def skip_all(reason):
-    print("ok 1 - test_torchvision # SKIP %s" % reason)
-    print("1..1")
-    sys.exit(0)
-
+import tap
+from tap import ok
 
 try:
     import numpy as np
     from PIL import Image
     from torchvision import datasets
 except ImportError as e:  # Debian's python3-torchvision / python3-pil / python3-numpy
-    skip_all("missing Python package: %s" % e)
+    tap.skip_all("test_torchvision", "missing Python package: %s" % e)
 
-ROOT = os.environ.get("IMGSET_ROOT") or os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-IMGSET = os.environ.get("IMGSET") or os.path.join(ROOT, "build", "imgset")
-if not os.access(IMGSET, os.X_OK):
-    skip_all("imgset CLI not built (%s)" % IMGSET)
+if not os.access(tap.IMGSET, os.X_OK):
+    tap.skip_all("test_torchvision", "imgset CLI not built (%s)" % tap.IMGSET)
 
 
 def imgset(*args):
     """Run the CLI; (exit status, stderr)."""
-    p = subprocess.run([IMGSET] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=300)
-    return p.returncode, p.stderr.strip()
+    rc, _, err = tap.imgset(*args)
+    return rc, err.strip()
 
 
 def load_split(directory, split):
@@ -190,13 +165,10 @@ def check_pil_tree(work):
 
 
 def main():
-    work = tempfile.mkdtemp(prefix="imgset-interop-tv.")
-    try:
+    with tap.scratch_dir("imgset-interop-tv.") as work:
         check_generated(work)
         check_pil_tree(work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    finish()
+    tap.finish()
 
 
 main()
