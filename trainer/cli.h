@@ -31,4 +31,9 @@ long long cli_parse_count(const char *cmd, const char *option, const char *value
  * (TRAIN_AUTO); -2 on anything else (message printed). */
 int cli_parse_device(const char *cmd, const char *value, int allow_auto);
 
+/* Drop the page cache for the store at uri: the whole cache through /proc/sys/vm/drop_caches
+ * where allowed (root), else POSIX_FADV_DONTNEED on every file of a file store. Returns a
+ * sentence saying what was done ("cold: ..."). PostgreSQL's shared buffers are not dropped. */
+const char *cli_drop_cache(const char *uri);
+
 #endif

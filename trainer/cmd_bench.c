@@ -61,6 +61,12 @@ typedef struct Spread {
     int n;
 } Spread;
 
+/* One run's numbers of a cell, kept until the cell's every run is done. */
+typedef struct RunValues {
+    double read_rate, read_mbps, read_wait_ms;
+    double epoch_seconds, train_wait, train_compute, train_rate, au, h2d_gbps;
+} RunValues;
+
 /* One store x shape cell. */
 typedef struct Cell {
     char note[200];            /* "n/a — why" when the store is not available, or the error */
@@ -75,6 +81,9 @@ typedef struct Cell {
     Spread h2d_gbps;           /* training on the GPU: pixel bytes / host-to-device seconds */
     const char *device;        /* where it trained: "cpu" or "cuda" */
     const char *model;
+    RunValues runs[MAX_RUNS];  /* run r's numbers, summarised into the Spreads at the end */
+    int runs_done;
+    const char *cache;         /* with --cold: what dropping the cache did */
 } Cell;
 
 static void spread_of(Spread *s, double *v, int n)
@@ -110,7 +119,9 @@ static void bench_usage(FILE *out)
             "  train  cnn-small (resnet8 for hires): average epoch seconds, data-wait, compute,\n"
             "         images/s, AU = compute / wall; on a GPU also host-to-device GB/s (gpummap\n"
             "         always trains on the GPU: its batches are gathered there)\n"
-            "R runs each (median, min-max), warm cache (one untimed epoch first) unless --cold.\n"
+            "R runs each (median, min-max), in rounds: run 1 of every store, then run 2, ...\n"
+            "Warm cache (one untimed read epoch before each loader-only run) unless --cold:\n"
+            "then the page cache is dropped before every run where the machine allows.\n"
             "Writes DIR/results.md, results.csv, results.json and results.png (gnuplot).\n"
             "  --scale F   fraction of the full counts (1 = cifar10 50,000/10,000 etc.)\n"
             "  --epochs E  training epochs per run (default 2); --runs R (default 3)\n"
@@ -407,24 +418,25 @@ static int read_epoch(Loader *l, uint64_t epoch, double *rate, double *mbps, dou
     return 0;
 }
 
-static int measure_read(const BenchArgs *a, const char *shape, const char *store, Cell *cell)
+/* Run r of the loader-only measurement: a fresh loader (new connections for pg), one untimed
+ * warm-up epoch (or, with --cold, the page cache dropped instead), then epoch r + 1 timed. */
+static int measure_read(const BenchArgs *a, const char *shape, const char *store, Cell *cell,
+                        int r)
 {
     LoaderOptions o;
     read_options(a, shape, store, &o);
+    if (a->cold)
+        cell->cache = cli_drop_cache(cell->uri);
     Loader *l = loader_open(cell->uri, &o);
     if (!l)
         return -1;
-    double rate[MAX_RUNS], mbps[MAX_RUNS], wait[MAX_RUNS], x, y, z;
+    RunValues *v = &cell->runs[r];
+    double x, y, z;
     int rc = a->cold ? 0 : read_epoch(l, 0, &x, &y, &z);   /* warm-up */
-    for (int r = 0; r < a->runs && rc == 0; r++)
-        rc = read_epoch(l, (uint64_t)r + 1, &rate[r], &mbps[r], &wait[r]);
+    if (rc == 0)
+        rc = read_epoch(l, (uint64_t)r + 1, &v->read_rate, &v->read_mbps, &v->read_wait_ms);
     loader_close(l);
-    if (rc < 0)
-        return -1;
-    spread_of(&cell->read_rate, rate, a->runs);
-    spread_of(&cell->read_mbps, mbps, a->runs);
-    spread_of(&cell->read_wait_ms, wait, a->runs);
-    return 0;
+    return rc;
 }
 
 /* Sums of a run's epochs, collected by the train callback. */
@@ -456,7 +468,10 @@ static const char *model_for(const char *shape)
     return strcmp(shape, "hires") == 0 ? "resnet8" : "cnn-small";
 }
 
-static int measure_train(const BenchArgs *a, const char *shape, const char *store, Cell *cell)
+/* Run r of the training measurement: a fresh model and loader, a.epochs epochs (with --cold
+ * the page cache dropped first). */
+static int measure_train(const BenchArgs *a, const char *shape, const char *store, Cell *cell,
+                         int r)
 {
     TrainConfig c;
     train_config_default(&c);
@@ -471,32 +486,67 @@ static int measure_train(const BenchArgs *a, const char *shape, const char *stor
     c.evaluate = 0;
     /* gpummap's batches are gathered in GPU memory: it trains there or not at all */
     c.device = strcmp(store, "gpummap") == 0 ? MODEL_CUDA : a->device;
-    double epoch_s[MAX_RUNS], wait[MAX_RUNS], compute[MAX_RUNS], rate[MAX_RUNS], au[MAX_RUNS];
-    double h2d[MAX_RUNS];
-    for (int r = 0; r < a->runs; r++) {
-        RunSums sums = {0};
-        TrainCallbacks cb = {NULL, add_epoch, stop_on_interrupt, &sums};
-        TrainRun run;
-        if (train_run(&c, &cb, &run) < 0)
-            return -1;
-        if (run.stopped || sums.epochs == 0)
-            return imgset_fail("interrupted");
-        epoch_s[r] = sums.wall / sums.epochs;
-        wait[r] = sums.wait / sums.epochs;
-        compute[r] = sums.compute / sums.epochs;
-        rate[r] = (double)sums.images / sums.wall;
-        au[r] = sums.compute / sums.wall;
-        h2d[r] = sums.copy > 0 ? sums.copy_bytes / sums.copy / 1e9 : 0;
-        cell->device = run.device == MODEL_CUDA ? "cuda" : "cpu";
-    }
-    if (strcmp(cell->device, "cuda") == 0)
-        spread_of(&cell->h2d_gbps, h2d, a->runs);
-    spread_of(&cell->epoch_seconds, epoch_s, a->runs);
-    spread_of(&cell->train_wait, wait, a->runs);
-    spread_of(&cell->train_compute, compute, a->runs);
-    spread_of(&cell->train_rate, rate, a->runs);
-    spread_of(&cell->au, au, a->runs);
+    if (a->cold)
+        cell->cache = cli_drop_cache(cell->uri);
+    RunSums sums = {0};
+    TrainCallbacks cb = {NULL, add_epoch, stop_on_interrupt, &sums};
+    TrainRun run;
+    if (train_run(&c, &cb, &run) < 0)
+        return -1;
+    if (run.stopped || sums.epochs == 0)
+        return imgset_fail("interrupted");
+    RunValues *v = &cell->runs[r];
+    v->epoch_seconds = sums.wall / sums.epochs;
+    v->train_wait = sums.wait / sums.epochs;
+    v->train_compute = sums.compute / sums.epochs;
+    v->train_rate = (double)sums.images / sums.wall;
+    v->au = sums.compute / sums.wall;
+    v->h2d_gbps = sums.copy > 0 ? sums.copy_bytes / sums.copy / 1e9 : 0;
+    cell->device = run.device == MODEL_CUDA ? "cuda" : "cpu";
     return 0;
+}
+
+/* The Spreads of a cell whose runs are all done. */
+static void summarise(const BenchArgs *a, Cell *cell)
+{
+    int n = cell->runs_done;
+    double v[9][MAX_RUNS];
+    for (int r = 0; r < n; r++) {
+        const RunValues *x = &cell->runs[r];
+        double row[9] = {x->read_rate, x->read_mbps, x->read_wait_ms, x->epoch_seconds,
+                         x->train_wait, x->train_compute, x->train_rate, x->au, x->h2d_gbps};
+        for (int k = 0; k < 9; k++)
+            v[k][r] = row[k];
+    }
+    if (a->read) {
+        spread_of(&cell->read_rate, v[0], n);
+        spread_of(&cell->read_mbps, v[1], n);
+        spread_of(&cell->read_wait_ms, v[2], n);
+    }
+    if (a->train) {
+        spread_of(&cell->epoch_seconds, v[3], n);
+        spread_of(&cell->train_wait, v[4], n);
+        spread_of(&cell->train_compute, v[5], n);
+        spread_of(&cell->train_rate, v[6], n);
+        spread_of(&cell->au, v[7], n);
+        if (cell->device && strcmp(cell->device, "cuda") == 0)
+            spread_of(&cell->h2d_gbps, v[8], n);
+    }
+}
+
+/* Record a failed measurement of a cell: "n/a — no CUDA device" for a missing device (not an
+ * error), else "error — message"; returns 1 for an error. */
+static int cell_failed(Cell *cell, const char *store, const char *shape)
+{
+    const char *msg = imgset_error();
+    int no_device = strstr(msg, "no CUDA device") != NULL;
+    snprintf(cell->note, sizeof cell->note, "%s — %.150s", no_device ? "n/a" : "error",
+             no_device ? "no CUDA device" : msg);
+    if (no_device)
+        return 0;
+    cell->failed = 1;
+    fprintf(stderr, "imgset bench: %s x %s: %s\n", store, shape, msg);
+    return 1;
 }
 
 /* ---- reports ------------------------------------------------------------------------- */
@@ -679,11 +729,18 @@ static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
         for (int j = 0; j < a->nshapes; j++)
             if (strcmp(a->stores[i], "gpummap") != 0 && cells[i][j].device)
                 device = cells[i][j].device;
-    fprintf(f, "settings: %d run%s per cell (median, min–max), %s cache, training %d epoch%s of "
+    /* with --cold, what dropping the cache did (the same sentence for every local store) */
+    const char *cache = a->cold ? "cold" : "warm: one untimed epoch before each loader-only run";
+    for (int i = 0; i < a->nstores && a->cold; i++)
+        for (int j = 0; j < a->nshapes; j++)
+            if (cells[i][j].cache && strcmp(a->stores[i], "pg") != 0)
+                cache = cells[i][j].cache;
+    fprintf(f, "settings: %d run%s per cell (median, min–max), in rounds over the stores; cache %s%s; "
+               "training %d epoch%s of "
                "batch %d with %d compute thread%s and %d loader worker%s on device %s (gpummap: "
                "cuda); loader-only reads: batch %d, %d workers, float output; PostgreSQL: "
                "%s\n\ndata sets:",
-            a->runs, a->runs > 1 ? "s" : "", a->cold ? "cold" : "warm", a->epochs,
+            a->runs, a->runs > 1 ? "s" : "", cache, a->cold ? ", before every run" : "", a->epochs,
             a->epochs > 1 ? "s" : "", a->batch, a->threads, a->threads > 1 ? "s" : "",
             a->workers, a->workers != 1 ? "s" : "", device, a->read_batch,
             a->read_workers, pg_note);
@@ -869,8 +926,8 @@ int cmd_bench(int argc, char **argv)
             cell->write_seconds = -1;
             const char *missing = strcmp(store, "pg") == 0 ? pg_missing : store_missing(store);
             double elapsed = now_seconds() - t_start;
-            fprintf(stderr, "[%d/%d] %s x %s  (%.0f s so far%s)\n", ++done_cells, total_cells,
-                    store, shape, elapsed, "");
+            fprintf(stderr, "[%d/%d] %s x %s: preparing  (%.0f s so far)\n", ++done_cells,
+                    total_cells, store, shape, elapsed);
             if (missing) {
                 snprintf(cell->note, sizeof cell->note, "%s", missing);
                 continue;
@@ -909,23 +966,30 @@ int cmd_bench(int argc, char **argv)
                 rc = ensure_store(cell->uri, store_path, store_digest_path, digest, mmap_uri,
                                   NULL, &cell->write_seconds);
             }
-            if (rc == 0 && a.read)
-                rc = measure_read(&a, shape, store, cell);
-            if (rc == 0 && a.train) {
-                rc = measure_train(&a, shape, store, cell);
-            }
-            if (rc < 0) {
-                const char *msg = imgset_error();
-                int no_device = strstr(msg, "no CUDA device") != NULL;
-                snprintf(cell->note, sizeof cell->note, "%s — %.150s",
-                         no_device ? "n/a" : "error", no_device ? "no CUDA device" : msg);
-                if (!no_device) {
-                    cell->failed = 1;
-                    errors++;
-                    fprintf(stderr, "imgset bench: %s x %s: %s\n", store, shape, msg);
-                }
-            }
+            if (rc < 0)
+                errors += cell_failed(cell, store, shape);
         }
+        /* The runs in rounds: run r of every store, then run r + 1, each round starting one
+         * store later, so that a machine's drift (other load, clocks) falls on every store
+         * alike instead of on whichever cells ran during it. */
+        for (int r = 0; r < a.runs && !interrupted(); r++)
+            for (int k = 0; k < a.nstores && !interrupted(); k++) {
+                int i = (k + r) % a.nstores;
+                const char *store = a.stores[i];
+                Cell *cell = &cells[i][j];
+                if (cell->note[0])
+                    continue;
+                fprintf(stderr, "[%s] run %d/%d: %s  (%.0f s so far)\n", shape, r + 1, a.runs,
+                        store, now_seconds() - t_start);
+                if ((a.read && measure_read(&a, shape, store, cell, r) < 0) ||
+                    (a.train && measure_train(&a, shape, store, cell, r) < 0))
+                    errors += cell_failed(cell, store, shape);
+                else
+                    cell->runs_done++;
+            }
+        for (int i = 0; i < a.nstores; i++)
+            if (!cells[i][j].note[0])
+                summarise(&a, &cells[i][j]);
     }
     if (server.running)
         pgserver_stop(&server);

@@ -1,7 +1,5 @@
 /* cmd_read.c — `imgset read`: loader-only throughput (images/s, MB/s, data-wait, latency). */
 #define _XOPEN_SOURCE 700
-#include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,44 +38,6 @@ static void read_usage(FILE *out)
             "                stores are gathered by the GPU, others copied from pinned memory;\n"
             "                --float normalises on the GPU); adds host-to-device GB/s\n"
             "  --json FILE   the same numbers as JSON\n");
-}
-
-/* nftw callback: tell the kernel to drop a file's cached pages. */
-static int fadvise_file(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    if (type == FTW_F) {
-        int fd = open(path, O_RDONLY);
-        if (fd >= 0) {
-            fdatasync(fd);
-            posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-            close(fd);
-        }
-    }
-    return 0;
-}
-
-/* Drop the page cache for the store at uri; returns a sentence saying what was done. */
-static const char *drop_cache(const char *uri)
-{
-    sync();
-    FILE *f = fopen("/proc/sys/vm/drop_caches", "w");
-    if (f) {
-        int ok = fputs("3\n", f) >= 0;
-        ok &= fclose(f) == 0;
-        if (ok)
-            return "cold: page cache dropped (/proc/sys/vm/drop_caches)";
-    }
-    const char *colon = strchr(uri, ':');
-    if (!colon || strncmp(uri, "postgres", 8) == 0)
-        return "cold: could not drop caches (not root, and the store is not a local file)";
-    char path[4096];
-    snprintf(path, sizeof path, "%s", colon + 1);
-    char *query = strchr(path, '?');
-    if (query)
-        *query = '\0';
-    if (nftw(path, fadvise_file, 16, FTW_PHYS) != 0)
-        return "cold: could not drop caches for the store's files";
-    return "cold: POSIX_FADV_DONTNEED on every file of the store (drop_caches not allowed)";
 }
 
 typedef struct EpochStats {
@@ -179,7 +139,7 @@ int cmd_read(int argc, char **argv)
         return 2;
     }
     const char *uri = argv[optind];
-    const char *cache_note = cold ? drop_cache(uri) : "warm: one untimed epoch first";
+    const char *cache_note = cold ? cli_drop_cache(uri) : "warm: one untimed epoch first";
 
     double t_open = now_seconds();
     Loader *l = loader_open(uri, &o);

@@ -7,7 +7,10 @@ cd "$SCRATCH"
 
 clusters_before=$(ls -d /tmp/imgset-pg.* 2>/dev/null | wc -l)
 args=(--shapes cifar10,mixed --scale 0.002 --runs 2 --epochs 1 --out out)
-ok "bench runs every store on two shapes" "$IMGSET" bench "${args[@]}"
+ok "bench runs every store on two shapes" bash -c "'$IMGSET' bench ${args[*]} 2>bench.err"
+ok "the runs go in rounds: run 1 of every store before any run 2, round 2 starting one later" \
+    bash -c "grep -o '^\[cifar10\] run [0-9]/2: [a-z0-9]*' bench.err | sed 's/.*run //' | grep -v gpummap | tr '\n' ' ' |
+             grep -qx '1/2: files 1/2: mmap 1/2: hdf5 1/2: pg 2/2: mmap 2/2: hdf5 2/2: pg 2/2: files '"
 ok "results.md, .csv, .json are written" test -s out/results.md -a -s out/results.csv -a -s out/results.json
 md=out/results.md
 ok "the table has a row per store" bash -c "for s in files mmap gpummap hdf5 pg; do grep -q \"^| \$s |\" $md || exit 1; done"
@@ -40,6 +43,9 @@ else
 fi
 ok "the embedded cluster is gone" bash -c "[ \$(ls -d /tmp/imgset-pg.* 2>/dev/null | wc -l) -le $clusters_before ]"
 
+ok "--cold drops the cache before every run and says so" bash -c "
+    '$IMGSET' bench --shapes cifar10 --stores mmap --scale 0.002 --runs 1 --epochs 1 --mode read --cold --out cold >/dev/null 2>&1 &&
+    grep -q '^settings: .*cache cold: .*, before every run;' cold/results.md"
 ok "a second bench reuses the cached stores" bash -c "
     '$IMGSET' bench --shapes cifar10 --stores files,hdf5 --scale 0.002 --runs 1 --epochs 1 --mode read --out out >/dev/null &&
     grep -q '^| files | cached |' out/results.md && grep -q '^| hdf5 | cached |' out/results.md"
