@@ -98,9 +98,18 @@ for args in "--batch 1 --threads 1" "--batch $BATCH --threads 1" "--batch $BATCH
         "$(echo "$rates" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')" "$(echo $rates)"
 done
 echo
-if python3 -c "import torch" 2>/dev/null; then
-    echo "PyTorch on this machine:"
-    python3 test/bench/torch_speed.py --arch "$ARCH" --threads 2 --batch "$BATCH" | sed 's/^/  /'
+PYTHON=${PYTHON:-/usr/bin/python3}   # Debian's python, which has python3-torch
+# PyTorch at its best: Debian's OpenBLAS 0.3.21 falls back to its Prescott kernels on CPUs newer
+# than it knows; give it the kernels this CPU runs, as imgset does for itself.
+coretype=${OPENBLAS_CORETYPE:-}
+if [ -z "$coretype" ]; then
+    if grep -qw avx512f /proc/cpuinfo; then coretype=SkylakeX
+    elif grep -qw avx2 /proc/cpuinfo; then coretype=Haswell; fi
+fi
+if "$PYTHON" -c "import torch" 2>/dev/null; then
+    echo "PyTorch on this machine (OPENBLAS_CORETYPE=${coretype:-unset}):"
+    OPENBLAS_CORETYPE=$coretype "$PYTHON" test/bench/torch_speed.py --arch "$ARCH" --threads 2 \
+        --batch "$BATCH" | sed 's/^/  /'
 else
-    echo "PyTorch: not installed here; the issue's figure for this network is 9,100 images/s (OpenBLAS, 2 threads)."
+    echo "PyTorch: python3-torch is not installed here (deps.sh installs it), so no side-by-side figure."
 fi
