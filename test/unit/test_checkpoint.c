@@ -326,43 +326,27 @@ static void test_checkpoints(void)
     write_whole(bad, copy, len);
     bad_checkpoint("absurd header length", bad, "exceeds");
 
-    char *h = header_of(file), *h2;
-    h2 = replace(h, "\"fc2.bias\"", "\"fc9.bias\"");
-    replace_header(bad, file, h2);
-    bad_checkpoint("a renamed tensor", bad, "fc2.bias");
-    free(h2);
-    h2 = replace(h, "pg_imgset-checkpoint", "something-else");
-    replace_header(bad, file, h2);
-    bad_checkpoint("wrong format", bad, "not a pg_imgset checkpoint");
-    free(h2);
-    h2 = replace(h, "\"version\":\"1\"", "\"version\":\"9\"");
-    replace_header(bad, file, h2);
-    bad_checkpoint("future version", bad, "version 9");
-    free(h2);
-    h2 = replace(h, "\"classes\":\"4\"", "\"classes\":\"4x\"");
-    replace_header(bad, file, h2);
-    bad_checkpoint("non-numeric metadata", bad, "classes");
-    free(h2);
-    h2 = replace(h, "\"arch\":\"cnn-small\"", "\"arch\":\"cnn-huge\"");
-    replace_header(bad, file, h2);
-    bad_checkpoint("unknown architecture", bad, "cnn-huge");
-    free(h2);
-    h2 = replace(h, "\"height\":\"8\"", "\"height\":\"12\"");
-    replace_header(bad, file, h2);
-    bad_checkpoint("shape that does not match the tensors", bad, "shape");
-    free(h2);
-    h2 = replace(h, "\"sampler_position\":", "\"sampler_positio\":");
-    replace_header(bad, file, h2);
-    bad_checkpoint("missing metadata key", bad, "sampler_position");
-    free(h2);
-    h2 = replace(h, "\"dtype\":\"F32\"", "\"dtype\":\"I32\"");
-    replace_header(bad, file, h2);
-    bad_checkpoint("wrong dtype", bad, "I32");
-    free(h2);
-    h2 = replace(h, "\"class_names\":\"[", "\"class_names\":\"[\\\"extra\\\",");
-    replace_header(bad, file, h2);
-    bad_checkpoint("too many class names", bad, "class_names");
-    free(h2);
+    /* header edits: what to find, what to put there, the case, what the error must name */
+    static const char *const edits[][4] = {
+        {"\"fc2.bias\"", "\"fc9.bias\"", "a renamed tensor", "fc2.bias"},
+        {"pg_imgset-checkpoint", "something-else", "wrong format", "not a pg_imgset checkpoint"},
+        {"\"version\":\"1\"", "\"version\":\"9\"", "future version", "version 9"},
+        {"\"classes\":\"4\"", "\"classes\":\"4x\"", "non-numeric metadata", "classes"},
+        {"\"arch\":\"cnn-small\"", "\"arch\":\"cnn-huge\"", "unknown architecture", "cnn-huge"},
+        {"\"height\":\"8\"", "\"height\":\"12\"", "shape that does not match the tensors", "shape"},
+        {"\"sampler_position\":", "\"sampler_positio\":", "missing metadata key",
+         "sampler_position"},
+        {"\"dtype\":\"F32\"", "\"dtype\":\"I32\"", "wrong dtype", "I32"},
+        {"\"class_names\":\"[", "\"class_names\":\"[\\\"extra\\\",", "too many class names",
+         "class_names"},
+    };
+    char *h = header_of(file);
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        char *h2 = replace(h, edits[i][0], edits[i][1]);
+        replace_header(bad, file, h2);
+        bad_checkpoint(edits[i][2], bad, edits[i][3]);
+        free(h2);
+    }
     free(h);
 
     /* many random single-byte corruptions: never a crash; either an error or a valid load */
