@@ -73,6 +73,29 @@ static int same_split(Store *a, Store *b, int split, const int64_t *order, int64
     return same;
 }
 
+/* store_read_batch of ids[0..n-1] from pg gives gen's images and labels, in the order asked. */
+static int gather_matches(Store *gen, Store *pg, const int64_t *ids, int n)
+{
+    size_t bytes = image_shape_bytes(gen->info.split[SPLIT_TRAIN].shape);
+    uint8_t *got = malloc((size_t)n * bytes), *want = malloc(bytes);
+    int32_t *labels = malloc((size_t)n * sizeof *labels);
+    int same = got && want && labels && store_read_batch(pg, SPLIT_TRAIN, ids, n, got, labels) == 0;
+    if (!same)
+        printf("# gather of %d: %s\n", n, imgset_error());
+    for (int i = 0; same && i < n; i++) {
+        ImageShape shape;
+        int32_t label;
+        same = store_read_image(gen, SPLIT_TRAIN, ids[i], want, bytes, &shape, &label) == 0 &&
+               label == labels[i] && memcmp(want, got + (size_t)i * bytes, bytes) == 0;
+        if (!same)
+            printf("# gathered image %d (id %lld) differs\n", i, (long long)ids[i]);
+    }
+    free(got);
+    free(want);
+    free(labels);
+    return same;
+}
+
 /* Generate `like` and copy it into the database as `name`; the generator stays open. */
 static Store *load(const char *like, int64_t train, int64_t test, const char *name)
 {
@@ -178,24 +201,34 @@ int main(int argc, char **argv)
     int64_t ids[256];
     for (int i = 0; i < 256; i++)
         ids[i] = i == 255 ? ids[3] : (int64_t)permutation_at(&perm, (uint64_t)(i + 700));
-    uint8_t *got = malloc(256 * 3072), *want = malloc(3072);
-    int32_t got_labels[256];
-    int gathered = store_read_batch(pg, SPLIT_TRAIN, ids, 256, got, got_labels) == 0;
-    for (int i = 0; gathered && i < 256; i++) {
-        ImageShape shape;
-        int32_t label;
-        gathered = store_read_image(gen, SPLIT_TRAIN, ids[i], want, 3072, &shape, &label) == 0 &&
-                   label == got_labels[i] && memcmp(want, got + (size_t)i * 3072, 3072) == 0;
-    }
-    ok(gathered, "store_read_batch gathers 256 shuffled images (one repeated) in order");
+    ok(gather_matches(gen, pg, ids, 256),
+       "store_read_batch gathers 256 shuffled images (one repeated) in order");
     ok(same_split(gen, pg, SPLIT_TRAIN, NULL, 50), "sequential reads still work after a gather");
     int64_t bad[2] = {0, 2500};
+    uint8_t *got = malloc(2 * 3072);
+    int32_t got_labels[2];
     ok(store_read_batch(pg, SPLIT_TRAIN, bad, 2, got, got_labels) < 0 &&
            strstr(imgset_error(), "out of range"),
        "a gather with an index past the split is refused");
     free(got);
-    free(want);
     store_close(pg);
+
+    /* Large images: a gather of 25 512x512 images (19 MB) goes in several calls (at most 8 MB
+     * of pixels each), and still comes back whole and in order. */
+    Store *big = load("hires", 30, 2, "st_hires");
+    pg = big ? store_open(uri("st_hires")) : NULL;
+    ok(pg != NULL, "hires-like set (30 + 2 images of 512x512x3) written and opened");
+    if (pg) {
+        int64_t big_ids[25];
+        permutation_init(&perm, 30, 8, 0);
+        for (int i = 0; i < 25; i++)
+            big_ids[i] = i == 24 ? big_ids[0] : (int64_t)permutation_at(&perm, (uint64_t)i);
+        ok(gather_matches(big, pg, big_ids, 25),
+           "store_read_batch gathers 25 shuffled large images (one repeated) in order, in "
+           "several calls");
+    }
+    store_close(pg);
+    store_close(big);
 
     /* The server's shuffle is the client's sampler. */
     char conninfo[1100];
