@@ -130,6 +130,11 @@ static int fill_host(Filler *f, Slot *slot, int n)
         if (store_read_batch(f->store, o->split, slot->indices, n, slot->pixels,
                              slot->labels) < 0)
             return -1;
+    } else if (store_can_read_batch_resized(f->store)) {
+        /* the store resizes (pg: the server, in one round trip, with our transform) */
+        if (store_read_batch_resized(f->store, o->split, slot->indices, n, l->out_shape,
+                                     slot->pixels, slot->labels) < 0)
+            return -1;
     } else {
         for (int i = 0; i < n; i++)
             if (fill_one_resized(f, slot->indices[i], slot->pixels + (size_t)i * l->out_bytes,

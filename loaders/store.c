@@ -208,6 +208,18 @@ int store_read_image(Store *s, int split, int64_t index, uint8_t *dst, size_t ca
     return 0;
 }
 
+/* Every label of a gathered batch is a class of the data set. */
+static int check_labels(Store *s, int split, const int64_t *indices, int n,
+                        const int32_t *labels)
+{
+    for (int i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= s->info.num_classes)
+            return imgset_fail("%s: %s image %lld: label %d out of range 0..%d", s->uri,
+                               split_names[split], (long long)indices[i], labels[i],
+                               s->info.num_classes - 1);
+    return 0;
+}
+
 int store_read_batch(Store *s, int split, const int64_t *indices, int n, uint8_t *dst,
                      int32_t *labels)
 {
@@ -237,12 +249,27 @@ int store_read_batch(Store *s, int split, const int64_t *indices, int n, uint8_t
                                    sp->shape.width, sp->shape.channels);
         }
     }
+    return check_labels(s, split, indices, n, labels);
+}
+
+int store_can_read_batch_resized(const Store *s)
+{
+    return s->ops->read_batch_resized != NULL;
+}
+
+int store_read_batch_resized(Store *s, int split, const int64_t *indices, int n, ImageShape out,
+                             uint8_t *dst, int32_t *labels)
+{
+    if (split < 0 || split >= SPLIT_COUNT)
+        return imgset_fail("%s: bad split number %d", s->uri, split);
+    if (!s->ops->read_batch_resized)
+        return imgset_fail("%s: this store cannot resize batches itself", s->uri);
     for (int i = 0; i < n; i++)
-        if (labels[i] < 0 || labels[i] >= s->info.num_classes)
-            return imgset_fail("%s: %s image %lld: label %d out of range 0..%d", s->uri,
-                               split_names[split], (long long)indices[i], labels[i],
-                               s->info.num_classes - 1);
-    return 0;
+        if (indices[i] < 0 || indices[i] >= s->info.split[split].count)
+            return check_index(s, split, indices[i]);
+    if (s->ops->read_batch_resized(s, split, indices, n, out, dst, labels) < 0)
+        return -1;
+    return check_labels(s, split, indices, n, labels);
 }
 
 int store_write_image(Store *s, int split, const uint8_t *pixels, ImageShape shape,

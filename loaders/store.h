@@ -44,6 +44,14 @@ typedef struct StoreOps {
      * into dst ((n, H, W, C), packed) and their labels. NULL: store.c loops over read_image. */
     int (*read_batch)(Store *s, int split, const int64_t *indices, int n, uint8_t *dst,
                       int32_t *labels);
+
+    /* Optional fast path for loaders that resize (mixed sizes, or --size): gather images
+     * indices[0..n-1] of any split, each resized + center-cropped to out (height x width) as
+     * transform_resize_crop() does — byte for byte, so batches are the same with or without
+     * it — into dst ((n, out), packed) and their labels. An image without out.channels
+     * channels is an error naming it. NULL: the loader reads and resizes image by image. */
+    int (*read_batch_resized)(Store *s, int split, const int64_t *indices, int n,
+                              ImageShape out, uint8_t *dst, int32_t *labels);
 } StoreOps;
 
 struct Store {
@@ -93,6 +101,12 @@ int store_read_image_grow(Store *s, int split, int64_t index, uint8_t **buf, siz
  * Indices are checked; labels are checked against the class count. 0 or -1. */
 int store_read_batch(Store *s, int split, const int64_t *indices, int n, uint8_t *dst,
                      int32_t *labels);
+
+/* The store's read_batch_resized, with indices and labels checked; only for stores that have
+ * one (store_can_read_batch_resized). 0 or -1. */
+int store_can_read_batch_resized(const Store *s);
+int store_read_batch_resized(Store *s, int split, const int64_t *indices, int n, ImageShape out,
+                             uint8_t *dst, int32_t *labels);
 
 /* Finish a written store (checks every split got its count) and free it; 0 or -1.
  * On failure the store is aborted and freed. */

@@ -27,7 +27,10 @@
  * after it is sent as soon as the last row arrives. Runs grow from 2 to STREAM_MAX_BLOCKS
  * blocks per statement, so a jump (which drains the rest of the statement) stays cheap.
  * A read elsewhere fetches just that image. read_batch() (the loaders' gather) is one
- * imgset_batch_packed(split, ids) call per batch: the ids in the order asked, pixels packed.
+ * imgset_batch_packed(split, ids) call per batch (per 8 MB of pixels): the ids in the order
+ * asked, pixels packed. read_batch_resized() (loaders of mixed sizes, or --size) is the same
+ * call with a height and width: the server resizes + center-crops every image with the
+ * loader's own transform, so one round trip brings the batch at the model's size.
  */
 
 #define SCHEMA "imgset"
@@ -38,6 +41,7 @@
 #define COPY_BUFFER (1u << 20)
 
 /* Binary parameter / result type OIDs (fixed in every PostgreSQL). */
+#define OID_INT4 23
 #define OID_INT8 20
 #define OID_REGCLASS 2205
 #define OID_INT8ARRAY 1016
@@ -495,14 +499,40 @@ static int pg_read_image(Store *s, int split, int64_t index, uint8_t *dst, size_
     return 0;
 }
 
-/* Gather images indices[0..n-1] of a fixed-shape split: one imgset_batch(split, ids) call
- * (or a few, for batches over BATCH_CHUNK_BYTES), binary in and out. */
-static int pg_read_batch(Store *s, int split, const int64_t *indices, int n, uint8_t *dst,
-                         int32_t *labels)
+/* The error for a packed answer that is not pb->n images of `want`: it names the first image
+ * with other channels when there is one. */
+static int wrong_image(Store *s, int split, const PackedBatch *pb, const int64_t *indices,
+                       ImageShape want)
+{
+    for (int i = 0; i < pb->n; i++) {
+        const uint8_t *sh = pb->ragged ? pb->shapes + 12 * (size_t)i : NULL;
+        ImageShape got = sh ? (ImageShape){(int32_t)get32(sh), (int32_t)get32(sh + 4),
+                                           (int32_t)get32(sh + 8)}
+                            : pb->shape;
+        if (got.channels != want.channels)
+            return imgset_fail("%s: %s image %lld has %d channels, the loader makes %d", s->uri,
+                               split_names[split], (long long)indices[i], got.channels,
+                               want.channels);
+        if (!image_shape_equal(got, want))
+            break;
+    }
+    return imgset_fail("%s: a batch of %s images is not %d images of %dx%dx%d", s->uri,
+                       split_names[split], pb->n, want.height, want.width, want.channels);
+}
+
+/*
+ * Gather images indices[0..n-1] into dst as `out` images: one imgset_batch_packed(split, ids,
+ * height, width) call per BATCH_CHUNK_BYTES of pixels, binary in and out. out.height = 0: the
+ * images as stored (a fixed-shape split); else the server resizes + center-crops each to
+ * out.height x out.width with the loader's own transform.
+ */
+static int gather(Store *s, int split, const int64_t *indices, int n, ImageShape out,
+                  uint8_t *dst, int32_t *labels)
 {
     PgReader *r = s->impl;
-    ImageShape shape = s->info.split[split].shape;
-    size_t image_bytes = image_shape_bytes(shape);
+    int resize = out.height > 0;
+    ImageShape want = resize ? out : s->info.split[split].shape;
+    size_t image_bytes = image_shape_bytes(want);
     int chunk = (int)(BATCH_CHUNK_BYTES / image_bytes);
     if (chunk < 1)
         chunk = 1;
@@ -514,8 +544,10 @@ static int pg_read_batch(Store *s, int split, const int64_t *indices, int n, uin
         uint8_t *arr = malloc(arr_len);
         if (!arr)
             return imgset_fail("out of memory");
-        uint8_t rel[4];
+        uint8_t rel[4], height[4], width[4];
         imgtensor_wire_put32(rel, r->rel[split]);
+        imgtensor_wire_put32(height, (uint32_t)(resize ? out.height : 0));
+        imgtensor_wire_put32(width, (uint32_t)(resize ? out.width : 0));
         imgtensor_wire_put32(arr, 1);              /* one dimension */
         imgtensor_wire_put32(arr + 4, 0);          /* no NULLs */
         imgtensor_wire_put32(arr + 8, OID_INT8);
@@ -528,10 +560,11 @@ static int pg_read_batch(Store *s, int split, const int64_t *indices, int n, uin
             imgtensor_wire_put32(e + 4, (uint32_t)(id >> 32));
             imgtensor_wire_put32(e + 8, (uint32_t)id);
         }
-        const char *values[2] = {(const char *)rel, (const char *)arr};
-        int lengths[2] = {4, (int)arr_len};
-        int formats[2] = {1, 1};
-        PGresult *res = PQexecPrepared(r->conn, "imgset_ids", 2, values, lengths, formats, 1);
+        const char *values[4] = {(const char *)rel, (const char *)arr, (const char *)height,
+                                 (const char *)width};
+        int lengths[4] = {4, (int)arr_len, 4, 4};
+        int formats[4] = {1, 1, 1, 1};
+        PGresult *res = PQexecPrepared(r->conn, "imgset_ids", 4, values, lengths, formats, 1);
         free(arr);
         int rc = 0;
         PackedBatch pb;
@@ -543,9 +576,8 @@ static int pg_read_batch(Store *s, int split, const int64_t *indices, int n, uin
         else if (parse_packed(s, (const uint8_t *)PQgetvalue(res, 0, 0),
                               (size_t)PQgetlength(res, 0, 0), m, indices + done, 0, &pb) < 0)
             rc = -1;
-        else if (pb.ragged || !image_shape_equal(pb.shape, shape))
-            rc = imgset_fail("%s: a batch of %s images is not %d images of %dx%dx%d", s->uri,
-                             split_names[split], m, shape.height, shape.width, shape.channels);
+        else if (pb.ragged || !image_shape_equal(pb.shape, want))
+            rc = wrong_image(s, split, &pb, indices + done, want);
         else {
             memcpy(dst + (size_t)done * image_bytes, pb.pixels, pb.pixel_bytes);
             for (int i = 0; i < m; i++)
@@ -557,6 +589,18 @@ static int pg_read_batch(Store *s, int split, const int64_t *indices, int n, uin
         done += m;
     }
     return 0;
+}
+
+static int pg_read_batch(Store *s, int split, const int64_t *indices, int n, uint8_t *dst,
+                         int32_t *labels)
+{
+    return gather(s, split, indices, n, (ImageShape){0, 0, 0}, dst, labels);
+}
+
+static int pg_read_batch_resized(Store *s, int split, const int64_t *indices, int n,
+                                 ImageShape out, uint8_t *dst, int32_t *labels)
+{
+    return gather(s, split, indices, n, out, dst, labels);
 }
 
 /* Fill s->info from imgset.datasets / imgset.splits and r->rel from the split tables. */
@@ -656,10 +700,10 @@ static int pg_open(Store *s, const char *location)
         goto fail;
     }
     PQclear(res);
-    Oid batch_types[2] = {OID_REGCLASS, OID_INT8ARRAY};
+    Oid batch_types[4] = {OID_REGCLASS, OID_INT8ARRAY, OID_INT4, OID_INT4};
     res = PQprepare(r->conn, "imgset_ids",
-                    "SELECT " SCHEMA ".imgset_batch_packed($1, $2)",
-                    2, batch_types);
+                    "SELECT " SCHEMA ".imgset_batch_packed($1, $2, $3, $4)",
+                    4, batch_types);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         imgset_fail("%s: %s", s->uri, result_message(r->conn, res));
         PQclear(res);
@@ -921,4 +965,5 @@ const StoreOps store_pg_ops = {
     .commit = pg_commit,
     .abort = pg_abort,
     .read_batch = pg_read_batch,
+    .read_batch_resized = pg_read_batch_resized,
 };

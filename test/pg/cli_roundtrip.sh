@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cli_roundtrip.sh — the imgset CLI through the postgresql:// store: gen into mmap:A, convert
-# into the database, convert back into mmap:B, and verify gives one digest for all three; an
+# into the database, convert back into mmap:B, and verify gives one digest for all three; the
+# loader's resized batches (the server resizes for postgresql://) are the same as from mmap; an
 # existing data set name is refused. Prints TAP. Run by test/pg/run.sh with the PG* variables
 # of its cluster (database imgset_cli with the extension); needs $IMGSET and $WORK.
 set -u
@@ -24,6 +25,10 @@ for like in cifar10 mixed; do
     t "convert $like mmap -> postgresql" "$IMGSET" convert "$A" "$P"
     t "convert $like postgresql -> mmap" "$IMGSET" convert "$P" "$B"
     t "verify $like: mmap, postgresql and mmap give the same digests" "$IMGSET" verify "$A" "$P" "$B"
+    t "read $like --size 24 --augment: the same batches from mmap and postgresql" bash -c "
+        a=\$('$IMGSET' read '$A' --size 24 --augment --batch 8 --epochs 1 --digest | grep '^batch digest')
+        b=\$('$IMGSET' read '$P' --size 24 --augment --batch 8 --epochs 1 --digest | grep '^batch digest')
+        [ -n \"\$a\" ] && [ \"\$a\" = \"\$b\" ]"
     n=$((n + 1))
     if "$IMGSET" convert "$A" "$P" >"$WORK/cli.out" 2>&1; then
         echo "not ok $n - converting into an existing data set name is refused"; failed=$((failed + 1))

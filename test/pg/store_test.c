@@ -73,20 +73,32 @@ static int same_split(Store *a, Store *b, int split, const int64_t *order, int64
     return same;
 }
 
-/* store_read_batch of ids[0..n-1] from pg gives gen's images and labels, in the order asked. */
-static int gather_matches(Store *gen, Store *pg, const int64_t *ids, int n)
+/* store_read_batch of ids[0..n-1] from pg (out.height 0), or store_read_batch_resized to
+ * out, gives gen's images — through transform_resize_crop for out — and labels, in order. */
+static int gather_matches(Store *gen, Store *pg, const int64_t *ids, int n, ImageShape out)
 {
-    size_t bytes = image_shape_bytes(gen->info.split[SPLIT_TRAIN].shape);
+    static uint8_t image[512 * 512 * 3], scratch[1024 * 1024 * 3];
+    int resize = out.height > 0;
+    size_t bytes = image_shape_bytes(resize ? out : gen->info.split[SPLIT_TRAIN].shape);
     uint8_t *got = malloc((size_t)n * bytes), *want = malloc(bytes);
     int32_t *labels = malloc((size_t)n * sizeof *labels);
-    int same = got && want && labels && store_read_batch(pg, SPLIT_TRAIN, ids, n, got, labels) == 0;
+    int same = got && want && labels &&
+               (resize ? store_read_batch_resized(pg, SPLIT_TRAIN, ids, n, out, got, labels)
+                       : store_read_batch(pg, SPLIT_TRAIN, ids, n, got, labels)) == 0;
     if (!same)
         printf("# gather of %d: %s\n", n, imgset_error());
     for (int i = 0; same && i < n; i++) {
         ImageShape shape;
         int32_t label;
-        same = store_read_image(gen, SPLIT_TRAIN, ids[i], want, bytes, &shape, &label) == 0 &&
-               label == labels[i] && memcmp(want, got + (size_t)i * bytes, bytes) == 0;
+        same = store_read_image(gen, SPLIT_TRAIN, ids[i], image, sizeof image, &shape, &label) ==
+                   0 && label == labels[i];
+        if (same && resize && !image_shape_equal(shape, out)) {
+            same = transform_resize_crop_scratch(shape, out.height, out.width) <= sizeof scratch;
+            if (same)
+                transform_resize_crop(want, out.height, out.width, image, shape, scratch);
+        } else if (same)
+            memcpy(want, image, bytes);
+        same = same && memcmp(want, got + (size_t)i * bytes, bytes) == 0;
         if (!same)
             printf("# gathered image %d (id %lld) differs\n", i, (long long)ids[i]);
     }
@@ -94,6 +106,16 @@ static int gather_matches(Store *gen, Store *pg, const int64_t *ids, int n)
     free(want);
     free(labels);
     return same;
+}
+
+/* n ids of a split of `count` images in a shuffled order (seed); the last repeats the first. */
+static void shuffled_ids(int64_t *ids, int n, int64_t count, uint64_t seed)
+{
+    Permutation perm;
+    permutation_init(&perm, (uint64_t)count, seed, 0);
+    for (int i = 0; i < n - 1; i++)
+        ids[i] = (int64_t)permutation_at(&perm, (uint64_t)i);
+    ids[n - 1] = ids[0];
 }
 
 /* Generate `like` and copy it into the database as `name`; the generator stays open. */
@@ -201,7 +223,7 @@ int main(int argc, char **argv)
     int64_t ids[256];
     for (int i = 0; i < 256; i++)
         ids[i] = i == 255 ? ids[3] : (int64_t)permutation_at(&perm, (uint64_t)(i + 700));
-    ok(gather_matches(gen, pg, ids, 256),
+    ok(gather_matches(gen, pg, ids, 256, (ImageShape){0, 0, 0}),
        "store_read_batch gathers 256 shuffled images (one repeated) in order");
     ok(same_split(gen, pg, SPLIT_TRAIN, NULL, 50), "sequential reads still work after a gather");
     int64_t bad[2] = {0, 2500};
@@ -220,10 +242,8 @@ int main(int argc, char **argv)
     ok(pg != NULL, "hires-like set (30 + 2 images of 512x512x3) written and opened");
     if (pg) {
         int64_t big_ids[25];
-        permutation_init(&perm, 30, 8, 0);
-        for (int i = 0; i < 25; i++)
-            big_ids[i] = i == 24 ? big_ids[0] : (int64_t)permutation_at(&perm, (uint64_t)i);
-        ok(gather_matches(big, pg, big_ids, 25),
+        shuffled_ids(big_ids, 25, 30, 8);
+        ok(gather_matches(big, pg, big_ids, 25, (ImageShape){0, 0, 0}),
            "store_read_batch gathers 25 shuffled large images (one repeated) in order, in "
            "several calls");
     }
@@ -310,6 +330,17 @@ int main(int argc, char **argv)
         ok(server_resize_matches(gen, conninfo),
            "imgset_batch(split, ids, 24, 24) resizes + crops each image to the very pixels of the "
            "client loader's transform_resize_crop");
+        int64_t mixed_ids[20];
+        shuffled_ids(mixed_ids, 20, 40, 3);
+        ok(gather_matches(gen, pg, mixed_ids, 20, (ImageShape){24, 32, 3}),
+           "store_read_batch_resized gathers 20 shuffled mixed-size images (one repeated) at "
+           "24x32, byte for byte the loader's own resize, in order");
+        uint8_t one[24 * 32];
+        int32_t one_label;
+        ok(store_read_batch_resized(pg, SPLIT_TRAIN, mixed_ids, 1, (ImageShape){24, 32, 1}, one,
+                                    &one_label) < 0 &&
+               strstr(imgset_error(), "has 3 channels, the loader makes 1"),
+           "and names an image whose channels are not the loader's: %s", imgset_error());
     }
     store_close(pg);
     store_close(gen);
