@@ -851,6 +851,55 @@ static const char *store_missing(const char *store)
     return NULL;
 }
 
+/* A shape's data set as generated into mmap: every other store is written from it. */
+typedef struct Source {
+    GenerateParams gen;
+    char key[200];             /* shape-train-test-seed, the data sets' file names */
+    char mmap_dir[1200], mmap_uri[1300];
+    char digest[200];          /* of the whole data set: a cached store must match it */
+    double gen_seconds;
+} Source;
+
+/* Make cell's store hold the shape's data set (reusing a cached copy with the same digest)
+ * and set cell->uri and cell->write_seconds. 0 or -1. */
+static int prepare_cell(const BenchArgs *a, Cell *cell, const char *store, const Source *src,
+                        const char *pg_base)
+{
+    if (strcmp(store, "mmap") == 0 || strcmp(store, "gpummap") == 0) {
+        snprintf(cell->uri, sizeof cell->uri, "%s:%s", store, src->mmap_dir);
+        if (strcmp(store, "mmap") == 0)
+            cell->write_seconds = src->gen_seconds;   /* generated straight into mmap */
+        return 0;
+    }
+    if (strcmp(store, "pg") == 0) {
+        /* A fresh load each time: the embedded cluster is new for every bench. */
+        char name[64], d[200];
+        snprintf(name, sizeof name, "%s_%lld_s%llu", src->gen.like, (long long)src->gen.train,
+                 (unsigned long long)a->seed);
+        snprintf(cell->uri, sizeof cell->uri, "%s&dataset=%s", pg_base, name);
+        Store *existing = store_open(cell->uri);
+        if (existing && (store_close(existing), 1) &&
+            store_digest(cell->uri, d, sizeof d) == 0 && strcmp(d, src->digest) == 0)
+            return 0;
+        Store *from = store_open(src->mmap_uri);
+        Progress bar;
+        progress_start(&bar, "write pg");
+        double t0 = now_seconds();
+        int rc = from ? store_copy(from, cell->uri, progress_update, &bar) : -1;
+        cell->write_seconds = now_seconds() - t0;
+        progress_finish(&bar);
+        store_close(from);
+        return rc;
+    }
+    char path[1300], digest_path[1400];
+    snprintf(path, sizeof path, "%s/data/%s.%s", a->out, src->key,
+             strcmp(store, "hdf5") == 0 ? "h5" : "files");
+    snprintf(digest_path, sizeof digest_path, "%s.digest", path);
+    snprintf(cell->uri, sizeof cell->uri, "%s:%s", store, path);
+    return ensure_store(cell->uri, path, digest_path, src->digest, src->mmap_uri, NULL,
+                        &cell->write_seconds);
+}
+
 int cmd_bench(int argc, char **argv)
 {
     static BenchArgs a;
@@ -899,21 +948,22 @@ int cmd_bench(int argc, char **argv)
                               (int64_t)fmax(1, round(def.test * a.scale)), a.seed};
         counts[j][0] = gen.train;
         counts[j][1] = gen.test;
-        char key[200], mmap_dir[1200], mmap_uri[1300], digest_path[1300], digest[200];
-        snprintf(key, sizeof key, "%s-%lld-%lld-s%llu", shape, (long long)gen.train,
-                 (long long)gen.test, (unsigned long long)a.seed);
-        snprintf(mmap_dir, sizeof mmap_dir, "%s/data/%s.mmap", a.out, key);
-        snprintf(mmap_uri, sizeof mmap_uri, "mmap:%s", mmap_dir);
-        snprintf(digest_path, sizeof digest_path, "%s/data/%s.mmap.digest", a.out, key);
+        Source source = {.gen = gen};
+        char digest_path[1300], have[200];
+        snprintf(source.key, sizeof source.key, "%s-%lld-%lld-s%llu", shape,
+                 (long long)gen.train, (long long)gen.test, (unsigned long long)a.seed);
+        snprintf(source.mmap_dir, sizeof source.mmap_dir, "%s/data/%s.mmap", a.out, source.key);
+        snprintf(source.mmap_uri, sizeof source.mmap_uri, "mmap:%s", source.mmap_dir);
+        snprintf(digest_path, sizeof digest_path, "%s/data/%s.mmap.digest", a.out, source.key);
         /* The source copy, generated once: its digest file says it is complete and intact. */
-        double gen_seconds;
-        char have[200];
         if (read_text(digest_path, have, sizeof have) == 0 &&
-            (store_digest(mmap_uri, digest, sizeof digest) < 0 || strcmp(have, digest) != 0))
+            (store_digest(source.mmap_uri, source.digest, sizeof source.digest) < 0 ||
+             strcmp(have, source.digest) != 0))
             unlink(digest_path);
-        fprintf(stderr, "[%s] preparing %s\n", shape, key);
-        if (ensure_store(mmap_uri, mmap_dir, digest_path, NULL, NULL, &gen, &gen_seconds) < 0 ||
-            read_text(digest_path, digest, sizeof digest) < 0) {
+        fprintf(stderr, "[%s] preparing %s\n", shape, source.key);
+        if (ensure_store(source.mmap_uri, source.mmap_dir, digest_path, NULL, NULL, &gen,
+                         &source.gen_seconds) < 0 ||
+            read_text(digest_path, source.digest, sizeof source.digest) < 0) {
             fprintf(stderr, "imgset bench: %s: %s\n", shape, imgset_error());
             errors++;
             for (int i = 0; i < a.nstores; i++)
@@ -932,41 +982,7 @@ int cmd_bench(int argc, char **argv)
                 snprintf(cell->note, sizeof cell->note, "%s", missing);
                 continue;
             }
-            char store_path[1300], store_digest_path[1400];
-            int rc = 0;
-            if (strcmp(store, "mmap") == 0 || strcmp(store, "gpummap") == 0) {
-                snprintf(cell->uri, sizeof cell->uri, "%s:%s", store, mmap_dir);
-                if (strcmp(store, "mmap") == 0)
-                    cell->write_seconds = gen_seconds;   /* generated straight into mmap */
-            } else if (strcmp(store, "pg") == 0) {
-                /* A fresh load each time: the embedded cluster is new for every bench. */
-                char name[64];
-                snprintf(name, sizeof name, "%s_%lld_s%llu", shape, (long long)gen.train,
-                         (unsigned long long)a.seed);
-                snprintf(cell->uri, sizeof cell->uri, "%s&dataset=%s", pg_base, name);
-                Store *existing = store_open(cell->uri);
-                char d[200];
-                int same = existing && (store_close(existing), 1) &&
-                           store_digest(cell->uri, d, sizeof d) == 0 && strcmp(d, digest) == 0;
-                if (!same) {
-                    Store *src = store_open(mmap_uri);
-                    Progress bar;
-                    progress_start(&bar, "write pg");
-                    double t0 = now_seconds();
-                    rc = src ? store_copy(src, cell->uri, progress_update, &bar) : -1;
-                    cell->write_seconds = now_seconds() - t0;
-                    progress_finish(&bar);
-                    store_close(src);
-                }
-            } else {
-                const char *suffix = strcmp(store, "hdf5") == 0 ? "h5" : "files";
-                snprintf(store_path, sizeof store_path, "%s/data/%s.%s", a.out, key, suffix);
-                snprintf(store_digest_path, sizeof store_digest_path, "%s.digest", store_path);
-                snprintf(cell->uri, sizeof cell->uri, "%s:%s", store, store_path);
-                rc = ensure_store(cell->uri, store_path, store_digest_path, digest, mmap_uri,
-                                  NULL, &cell->write_seconds);
-            }
-            if (rc < 0)
+            if (prepare_cell(&a, cell, store, &source, pg_base) < 0)
                 errors += cell_failed(cell, store, shape);
         }
         /* The runs in rounds: run r of every store, then run r + 1, each round starting one
