@@ -61,6 +61,27 @@ void maxpool2d_backward(float *dinp, const float *dout, const float *inp, int N,
  * pre-pool tensors need not be kept. Odd last rows / columns are dropped (floor). */
 void relu_maxpool2x2_forward(float *out, uint8_t *argmax, const float *inp, int N, int C, int H,
                              int W);
+
+/* One 2x2 window (a b / c d): its maximum, and the index 0..3 of its first maximum in
+ * row-major order — the tie rule the CPU and the GPU (nn_cuda.cu) both follow. */
+#ifdef __CUDACC__
+#define NN_HOST_DEVICE __host__ __device__
+#else
+#define NN_HOST_DEVICE
+#endif
+static inline NN_HOST_DEVICE float nn_max4(float a, float b, float c, float d)
+{
+    float m = a;
+    m = b > m ? b : m;
+    m = c > m ? c : m;
+    return d > m ? d : m;
+}
+
+static inline NN_HOST_DEVICE int nn_first_max4(float a, float b, float c, float d)
+{
+    int ga = (a >= b) & (a >= c) & (a >= d), gb = (b >= c) & (b >= d), gc = c >= d;
+    return (1 - ga) * (1 + (1 - gb) * (2 - gc));
+}
 void relu_maxpool2x2_backward(float *dinp, const float *dout, const float *out,
                               const uint8_t *argmax, int N, int C, int H, int W);
 

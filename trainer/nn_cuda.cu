@@ -296,13 +296,6 @@ int cuda_maxpool2d_backward(const NnCuda *nn, float *dinp, const float *dout, co
                   OH, OW, kernel, stride);
 }
 
-/* Index 0..3 of the first maximum of a 2x2 window (a b / c d), as nn_layers.c's first_max. */
-__device__ int first_max4(float a, float b, float c, float d)
-{
-    int ga = (a >= b) & (a >= c) & (a >= d), gb = (b >= c) & (b >= d), gc = c >= d;
-    return (1 - ga) * (1 + (1 - gb) * (2 - gc));
-}
-
 __global__ void relu_maxpool2x2_forward_kernel(float *out, uint8_t *argmax, const float *inp,
                                                size_t planes, int H, int W)
 {
@@ -312,13 +305,10 @@ __global__ void relu_maxpool2x2_forward_kernel(float *out, uint8_t *argmax, cons
         int oh = (int)(i / OW % OH), ow = (int)(i % OW);
         const float *r0 = inp + plane * H * W + (size_t)(2 * oh) * W + 2 * ow, *r1 = r0 + W;
         float a = r0[0], b = r0[1], c = r1[0], d = r1[1];
-        float m = a;
-        m = b > m ? b : m;
-        m = c > m ? c : m;
-        m = d > m ? d : m;
+        float m = nn_max4(a, b, c, d);
         out[i] = m > 0.0f ? m : 0.0f;
         if (argmax)
-            argmax[i] = (uint8_t)first_max4(a, b, c, d);
+            argmax[i] = (uint8_t)nn_first_max4(a, b, c, d);
     }
 }
 

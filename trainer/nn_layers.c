@@ -23,11 +23,7 @@ static void maxpool2x2_forward(float *restrict out, const float *restrict inp, i
             float *yr = y + (size_t)oh * OW;
             for (int ow = 0; ow < OW; ow++) {
                 float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
-                float m = a;
-                m = b > m ? b : m;
-                m = c > m ? c : m;
-                m = d > m ? d : m;
-                yr[ow] = m;
+                yr[ow] = nn_max4(a, b, c, d);
             }
         }
     }
@@ -67,8 +63,8 @@ static inline Float8 select8(Int8 mask, Float8 yes, Float8 no)
     return f;
 }
 
-/* Each window's first maximum as a code 0..3 (a, b, c, d): a wins ties against b, c, d; b
- * against c, d; c against d. Comparisons give -1 / 0 lanes. */
+/* nn_first_max4 (nn.h) for 8 windows at once, a code 0..3 (a, b, c, d): a wins ties against
+ * b, c, d; b against c, d; c against d. Comparisons give -1 / 0 lanes. */
 static inline Int8 first_max8(Float8 a, Float8 b, Float8 c, Float8 d)
 {
     Int8 ga = (a >= b) & (a >= c) & (a >= d), gb = (b >= c) & (b >= d), gc = c >= d;
@@ -92,13 +88,6 @@ static inline void add_at8(float *d0, float *d1, Int8 k, Float8 g)
     memcpy(d1, &z0, 32), memcpy(d1 + 8, &z1, 32);
 }
 #endif
-
-/* The first-maximum code 0..3 of one window (scalar form of first_max8). */
-static inline int first_max(float a, float b, float c, float d)
-{
-    int ga = (a >= b) & (a >= c) & (a >= d), gb = (b >= c) & (b >= d), gc = c >= d;
-    return (1 - ga) * (1 + (1 - gb) * (2 - gc));
-}
 
 /* Add g at window position k of rows d0, d1 (scalar form of add_at8). */
 static inline void add_at(float *d0, float *d1, int k, float g)
@@ -134,7 +123,8 @@ static void maxpool2x2_backward(float *restrict dinp, const float *restrict dout
 #endif
             for (; ow < OW; ow++)
                 add_at(d0 + 2 * ow, d1 + 2 * ow,
-                       first_max(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]), g[ow]);
+                       nn_first_max4(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]),
+                       g[ow]);
         }
     }
 }
@@ -231,13 +221,10 @@ void relu_maxpool2x2_forward(float *restrict out, uint8_t *restrict argmax,
 #endif
             for (; ow < OW; ow++) {
                 float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
-                float m = a;
-                m = b > m ? b : m;
-                m = c > m ? c : m;
-                m = d > m ? d : m;
+                float m = nn_max4(a, b, c, d);
                 yr[ow] = m > 0.0f ? m : 0.0f;
                 if (kr)
-                    kr[ow] = (uint8_t)first_max(a, b, c, d);
+                    kr[ow] = (uint8_t)nn_first_max4(a, b, c, d);
             }
         }
     }
