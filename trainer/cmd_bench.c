@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -506,31 +507,33 @@ static int measure_train(const BenchArgs *a, const char *shape, const char *stor
     return 0;
 }
 
+/* The Spread over a cell's runs of the RunValues field at `offset`. */
+static void spread_field(Spread *s, const Cell *cell, size_t offset)
+{
+    double v[MAX_RUNS];
+    for (int r = 0; r < cell->runs_done; r++)
+        memcpy(&v[r], (const char *)&cell->runs[r] + offset, sizeof v[r]);
+    spread_of(s, v, cell->runs_done);
+}
+
+#define SPREAD(cell, name, field) spread_field(&(cell)->name, (cell), offsetof(RunValues, field))
+
 /* The Spreads of a cell whose runs are all done. */
 static void summarise(const BenchArgs *a, Cell *cell)
 {
-    int n = cell->runs_done;
-    double v[9][MAX_RUNS];
-    for (int r = 0; r < n; r++) {
-        const RunValues *x = &cell->runs[r];
-        double row[9] = {x->read_rate, x->read_mbps, x->read_wait_ms, x->epoch_seconds,
-                         x->train_wait, x->train_compute, x->train_rate, x->au, x->h2d_gbps};
-        for (int k = 0; k < 9; k++)
-            v[k][r] = row[k];
-    }
     if (a->read) {
-        spread_of(&cell->read_rate, v[0], n);
-        spread_of(&cell->read_mbps, v[1], n);
-        spread_of(&cell->read_wait_ms, v[2], n);
+        SPREAD(cell, read_rate, read_rate);
+        SPREAD(cell, read_mbps, read_mbps);
+        SPREAD(cell, read_wait_ms, read_wait_ms);
     }
     if (a->train) {
-        spread_of(&cell->epoch_seconds, v[3], n);
-        spread_of(&cell->train_wait, v[4], n);
-        spread_of(&cell->train_compute, v[5], n);
-        spread_of(&cell->train_rate, v[6], n);
-        spread_of(&cell->au, v[7], n);
+        SPREAD(cell, epoch_seconds, epoch_seconds);
+        SPREAD(cell, train_wait, train_wait);
+        SPREAD(cell, train_compute, train_compute);
+        SPREAD(cell, train_rate, train_rate);
+        SPREAD(cell, au, au);
         if (cell->device && strcmp(cell->device, "cuda") == 0)
-            spread_of(&cell->h2d_gbps, v[8], n);
+            SPREAD(cell, h2d_gbps, h2d_gbps);
     }
 }
 
@@ -735,11 +738,10 @@ static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
         for (int j = 0; j < a->nshapes; j++)
             if (cells[i][j].cache && strcmp(a->stores[i], "pg") != 0)
                 cache = cells[i][j].cache;
-    fprintf(f, "settings: %d run%s per cell (median, min–max), in rounds over the stores; cache %s%s; "
-               "training %d epoch%s of "
-               "batch %d with %d compute thread%s and %d loader worker%s on device %s (gpummap: "
-               "cuda); loader-only reads: batch %d, %d workers, float output; PostgreSQL: "
-               "%s\n\ndata sets:",
+    fprintf(f, "settings: %d run%s per cell (median, min–max), in rounds over the stores; "
+               "cache %s%s; training %d epoch%s of batch %d with %d compute thread%s and %d "
+               "loader worker%s on device %s (gpummap: cuda); loader-only reads: batch %d, %d "
+               "workers, float output; PostgreSQL: %s\n\ndata sets:",
             a->runs, a->runs > 1 ? "s" : "", cache, a->cold ? ", before every run" : "", a->epochs,
             a->epochs > 1 ? "s" : "", a->batch, a->threads, a->threads > 1 ? "s" : "",
             a->workers, a->workers != 1 ? "s" : "", device, a->read_batch,
