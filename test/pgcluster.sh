@@ -8,10 +8,12 @@
 #
 # Run as root, the cluster belongs to the `postgres` OS user (initdb refuses root) and clients
 # connect as the `postgres` superuser role; run as anyone else, it belongs to that user.
-# Settings: PGCLUSTER_SHARED_BUFFERS (default 256MB). fsync is off: the data is disposable.
+# Settings: PGCLUSTER_SHARED_BUFFERS (default 256MB); IMGSET_PG_BINDIR, the server's programs
+# (test/run.sh points it at test/pgtree.sh's private installation; default: pg_config's).
+# fsync is off: the data is disposable.
 set -euo pipefail
 
-PG_BINDIR=${PG_BINDIR:-$( (pg_config --bindir) 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
+PG_BINDIR=${IMGSET_PG_BINDIR:-$( (pg_config --bindir) 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
 [ -x "$PG_BINDIR/initdb" ] || PG_BINDIR=/usr/lib/postgresql/15/bin
 MARKER=.imgset-pgcluster
 

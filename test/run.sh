@@ -13,6 +13,16 @@ passed=0 failed=0 skipped=0
 log_dir=$(mktemp -d "${TMPDIR:-/tmp}/imgset-test.XXXXXX")
 trap 'rm -rf "$log_dir"' EXIT
 
+# Every cluster a test starts (test/pgcluster.sh, the CLI's embedded one) runs the extension
+# this checkout just built, from a private installation (test/pgtree.sh), root or not.
+if command -v pg_config >/dev/null 2>&1 && [ -f "$(pg_config --pgxs)" ] && [ -z "${IMGSET_PG_BINDIR:-}" ]; then
+    if IMGSET_PG_BINDIR=$(test/pgtree.sh build/pg 2>"$log_dir/pgtree.err"); then
+        export IMGSET_PG_BINDIR
+    else
+        echo "run.sh: test/pgtree.sh failed:" >&2; cat "$log_dir/pgtree.err" >&2; failed=$((failed + 1))
+    fi
+fi
+
 # run_tap NAME COMMAND... — run one TAP producer, count its results, show failures.
 run_tap() {
     local name=$1; shift

@@ -26,6 +26,14 @@
 #define IMGSET_PG_BINDIR "/usr/lib/postgresql/15/bin"
 #endif
 
+/* The server's binaries: $IMGSET_PG_BINDIR when set (the tests point it at the private
+ * installation that holds the extension they just built, test/pgtree.sh), else the build's. */
+static void server_program(char *path, size_t size, const char *name)
+{
+    const char *dir = getenv("IMGSET_PG_BINDIR");
+    snprintf(path, size, "%s/%s", dir && *dir ? dir : IMGSET_PG_BINDIR, name);
+}
+
 #define MAX_SERVERS 4
 static PgServer *started[MAX_SERVERS];
 
@@ -119,7 +127,8 @@ static int chown_entry(const char *path, const struct stat *st, int type, struct
 /* Run pg_ctl with `action` (and extra args) on s; its exit status. */
 static int pg_ctl(PgServer *s, const char *action, const char *mode)
 {
-    char pg_ctl_path[] = IMGSET_PG_BINDIR "/pg_ctl";
+    char pg_ctl_path[PATH_MAX];
+    server_program(pg_ctl_path, sizeof pg_ctl_path, "pg_ctl");
     char data[PATH_MAX + 8], log[PATH_MAX + 16], ctl_log[PATH_MAX + 16];
     snprintf(data, sizeof data, "%s/data", s->dir);
     snprintf(log, sizeof log, "%s/server.log", s->dir);
@@ -147,7 +156,8 @@ int pgserver_start(PgServer *s, const char *parent, const char *shared_buffers)
     nftw(s->dir, chown_entry, 8, FTW_PHYS);
     chmod(s->dir, 0700);
 
-    char initdb[] = IMGSET_PG_BINDIR "/initdb";
+    char initdb[PATH_MAX];
+    server_program(initdb, sizeof initdb, "initdb");
     if (access(initdb, X_OK) != 0) {
         imgset_fail("pgserver: %s not found (install postgresql-15)", initdb);
         goto fail;

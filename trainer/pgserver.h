@@ -17,7 +17,8 @@ typedef struct PgServer {
  * initdb a cluster in a new folder under parent (e.g. "/tmp"), tuned for bulk reads
  * (shared_buffers as given, e.g. "2GB"; fsync off: the data is disposable), start it, and
  * CREATE EXTENSION pg_imgset in its postgres database. Run as root, the cluster belongs to the
- * `postgres` OS user (initdb refuses root). 0, or -1 with imgset_fail() saying what failed
+ * `postgres` OS user (initdb refuses root). The server's programs come from $IMGSET_PG_BINDIR
+ * when it is set, else from the PostgreSQL the build found. 0, or -1 with imgset_fail() saying what failed
  * (the server log's tail included); nothing is left behind on failure.
  */
 int pgserver_start(PgServer *s, const char *parent, const char *shared_buffers);

@@ -4,7 +4,8 @@
 # fuzz test, the postgresql:// store test, the CLI round trip, and the inference identity test.
 # Prints TAP: one line per pg_regress test, every pgTAP/C test line renumbered, then the plan;
 # exits non-zero on failure.
-# Run as root it installs the extension first (make -C extension install).
+# The server runs from test/pgtree.sh's private installation ($IMGSET_PG_BINDIR, made here when
+# test/run.sh has not made it), so the system's folders are never written.
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -53,18 +54,25 @@ if ! command -v "$PG_CONFIG" >/dev/null 2>&1; then
 fi
 BINDIR=$("$PG_CONFIG" --bindir)
 PG_REGRESS=$(dirname "$("$PG_CONFIG" --pgxs)")/../test/regress/pg_regress
-SHAREDIR=$("$PG_CONFIG" --sharedir)
 
-# 1. The extension, installed where the server finds it.
-if [ "$(id -u)" -eq 0 ]; then
-    check "make -C extension install" make -s -C extension PG_CONFIG="$PG_CONFIG" install
-elif [ -f "$SHAREDIR/extension/pg_imgset.control" ]; then
-    tap_skip "make -C extension install" "not root: using the installed pg_imgset"
+# 1. The extension this checkout built, in a private installation (test/pgtree.sh) that every
+# cluster of this suite runs from: root or not, never an older one left in the system's folders.
+if [ -z "${IMGSET_PG_BINDIR:-}" ]; then
+    if IMGSET_PG_BINDIR=$(test/pgtree.sh build/pg 2>"$WORK/pgtree.err"); then
+        export IMGSET_PG_BINDIR
+    else
+        tap_fail "private installation with this build's pg_imgset (test/pgtree.sh)"
+        sed 's/^/# /' "$WORK/pgtree.err" | tail -20
+        finish
+    fi
+fi
+if [ -f "$IMGSET_PG_BINDIR/../lib/pg_imgset.so" ] &&
+        cmp -s "$IMGSET_PG_BINDIR/../lib/pg_imgset.so" extension/pg_imgset.so; then
+    tap_ok "the clusters run this build's pg_imgset ($IMGSET_PG_BINDIR)"
 else
-    tap_skip "PostgreSQL suite" "pg_imgset is not installed and this is not root (run: sudo make install)"
+    tap_fail "the clusters run this build's pg_imgset ($IMGSET_PG_BINDIR)"
     finish
 fi
-[ "$FAILED" -eq 0 ] || finish
 
 # 2. A throwaway cluster.
 if CLUSTER=$(test/pgcluster.sh start 2>"$WORK/cluster.err"); then
