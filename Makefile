@@ -81,15 +81,16 @@ FUZZ_CC :=
 endif
 
 # ---- sources -------------------------------------------------------------------------
-# loaders/ and trainer/ (except the CLI's main) form libimgset.a; optional backends drop out.
+# libimgset.a: the loaders, the nn core (trainer/nn: what the extension runs too) and the
+# training executor (trainer/train); optional backends drop out. The CLI is trainer/cli.
 OPTIONAL_OFF := $(if $(HAVE_HDF5),,loaders/store_hdf5.c) \
                 $(if $(HAVE_PG),,loaders/store_pg.c)
 LIB_SRC  := $(filter-out $(OPTIONAL_OFF),$(wildcard loaders/*.c)) \
-            $(filter-out trainer/imgset.c trainer/cmd_%.c,$(wildcard trainer/*.c))
+            $(wildcard trainer/nn/*.c trainer/train/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
-CLI_SRC  := trainer/imgset.c $(wildcard trainer/cmd_*.c)
+CLI_SRC  := $(wildcard trainer/cli/*.c)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
-CU_SRC   := $(if $(HAVE_CUDA),$(wildcard loaders/*.cu trainer/*.cu))
+CU_SRC   := $(if $(HAVE_CUDA),$(wildcard loaders/*.cu trainer/train/*.cu))
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 ifneq ($(CU_SRC),)
 CFLAGS   += -DIMGSET_HAVE_CUDA -I$(CUDA_HOME)/include
@@ -105,7 +106,9 @@ PGTEST_BIN := $(if $(HAVE_PG),$(BUILD)/pgtest/store_test $(BUILD)/pgtest/bench_b
 BENCH_BIN := $(patsubst test/bench/%.c,$(BUILD)/bench/%,$(wildcard test/bench/*.c))
 FUZZ_SRC := $(if $(FUZZ_CC),$(wildcard test/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(BUILD)/fuzz/%)
-CFLAGS   += -Iloaders -Itrainer
+INCLUDES := -Iloaders -Itrainer/nn -Itrainer/train -Itrainer/cli
+HEADERS  := $(wildcard loaders/*.h trainer/*/*.h)
+CFLAGS   += $(INCLUDES)
 
 .PHONY: all check demo bench install install-if-root deps extension clean report
 .SECONDARY:
@@ -115,13 +118,13 @@ report:
 	@echo "imgset build: found: $(strip $(found))"
 	@echo "imgset build: left out: $(if $(strip $(missing)),$(strip $(missing)),nothing)$(if $(FUZZ_CC),, fuzzers(no clang))"
 
-$(BUILD)/obj/%.o: %.c $(wildcard loaders/*.h trainer/*.h)
+$(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.o: %.cu $(wildcard loaders/*.h trainer/*.h)
+$(BUILD)/obj/%.o: %.cu $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(NVCC) -O2 $(NVCC_ARCH) -Xcompiler -fPIC -Iloaders -Itrainer $(filter -DIMGSET_HAVE_%,$(CFLAGS)) -c $< -o $@
+	$(NVCC) -O2 $(NVCC_ARCH) -Xcompiler -fPIC $(INCLUDES) $(filter -DIMGSET_HAVE_%,$(CFLAGS)) -c $< -o $@
 
 $(BUILD)/libimgset.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
@@ -142,10 +145,10 @@ $(BUILD)/test/%: test/gpu/%.c test/unit/tap.h $(BUILD)/libimgset.a
 # against the host emulation of the CUDA runtime and cuBLAS in test/gpu/emu (GPU_THREADS = 1,
 # see loaders/gpu_launch.h): the loader's GPU path, the GPU executor and their kernels checked
 # against the CPU on every machine, GPU or not.
-EMU_CXXFLAGS := -O1 -g -std=c++17 -DIMGSET_CUDA_EMULATION -Itest/gpu/emu -Iloaders -Itrainer \
+EMU_CXXFLAGS := -O1 -g -std=c++17 -DIMGSET_CUDA_EMULATION -Itest/gpu/emu $(INCLUDES) \
                 $(filter-out -I$(CUDA_HOME)/include,$(filter -DIMGSET_HAVE_% -I%,$(CFLAGS)))
 EMU_OBJ := $(CU_SRC:%.cu=$(BUILD)/emuobj/%.o) $(BUILD)/emuobj/emu.o
-$(BUILD)/emuobj/%.o: %.cu $(wildcard loaders/*.h trainer/*.h test/gpu/emu/*.h)
+$(BUILD)/emuobj/%.o: %.cu $(HEADERS) $(wildcard test/gpu/emu/*.h)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -x c++ -c $< -o $@
 $(BUILD)/emuobj/emu.o: test/gpu/emu/emu.cpp $(wildcard test/gpu/emu/*.h)
@@ -172,7 +175,7 @@ $(BUILD)/pgtest/%: test/pg/%.c test/unit/tap.h $(BUILD)/libimgset.a
 # without the CUDA parts).
 FUZZ_CFLAGS  := $(filter-out -O2 -DIMGSET_HAVE_CUDA -Wno-format-truncation,$(CFLAGS)) -O1
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/fuzzobj/%.o)
-$(BUILD)/fuzzobj/%.o: %.c $(wildcard loaders/*.h trainer/*.h)
+$(BUILD)/fuzzobj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address -c $< -o $@
 $(BUILD)/fuzz/%: test/fuzz/%.c $(FUZZ_LIB_OBJ)

@@ -36,10 +36,11 @@
 #include "blas.h"
 #include "../loaders/error.h"
 #include "../loaders/transform.h"
-#include "../trainer/checkpoint.h"
-#include "../trainer/metrics.h"
-#include "../trainer/model.h"
-#include "../trainer/nn.h"
+#include "../trainer/nn/graph.h"
+#include "../trainer/nn/metrics.h"
+#include "../trainer/nn/nn.h"
+#include "../trainer/nn/pass.h"
+#include "../trainer/nn/safetensors.h"
 
 /* Longest model name (the CHECK on imgset.models.name), plus the NUL. */
 #define MODEL_KEY_SIZE 72

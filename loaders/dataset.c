@@ -86,13 +86,3 @@ void dataset_info_set_name(DatasetInfo *info, const char *name)
     memcpy(info->name, name, n);
     info->name[n] = '\0';
 }
-
-int size_mul(size_t a, size_t b, size_t *out)
-{
-    return __builtin_mul_overflow(a, b, out) ? -1 : 0;
-}
-
-int size_add(size_t a, size_t b, size_t *out)
-{
-    return __builtin_add_overflow(a, b, out) ? -1 : 0;
-}

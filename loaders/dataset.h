@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sizes.h"
+
 enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1, SPLIT_COUNT = 2 };
 
 /* "train", "test". */
@@ -62,9 +64,5 @@ void dataset_info_free(DatasetInfo *info);
 
 /* Set name (truncated to IMGSET_NAME_MAX-1). */
 void dataset_info_set_name(DatasetInfo *info, const char *name);
-
-/* Overflow-checked arithmetic for sizes read from files: 0 on success, -1 on overflow. */
-int size_mul(size_t a, size_t b, size_t *out);
-int size_add(size_t a, size_t b, size_t *out);
 
 #endif

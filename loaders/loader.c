@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "error.h"
 #include "gpu.h"
 #include "sampler.h"
@@ -465,14 +466,6 @@ int loader_start_epoch(Loader *l, uint64_t epoch, int64_t start_batch)
     pthread_cond_broadcast(&l->work);
     pthread_mutex_unlock(&l->mutex);
     return 0;
-}
-
-/* Seconds on a monotonic clock. */
-static double monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 int loader_next(Loader *l, const Batch **out)

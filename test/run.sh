@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh — run every test suite (each prints TAP) and end with "N passed, N failed, N skipped".
-# Suites: C unit tests, fuzz targets (bounded), end-to-end scripts, Python interop, PostgreSQL.
-# Usage: test/run.sh [SUITE...]   (unit fuzz e2e interop pg; default: all)
+# Suites: build checks, C unit tests, fuzz targets (bounded), end-to-end scripts, Python
+# interop, PostgreSQL.
+# Usage: test/run.sh [SUITE...]   (build unit fuzz e2e interop pg; default: all)
 set -u
 cd "$(dirname "$0")/.."
 export IMGSET="$PWD/build/imgset"
@@ -49,9 +50,11 @@ run_tap() {
     grep -E '^ok .*# *SKIP' "$out" | head -5 | sed 's/^/    /'
 }
 
-suites=${*:-unit fuzz e2e interop pg}
+suites=${*:-build unit fuzz e2e interop pg}
 for suite in $suites; do
     case $suite in
+    build)
+        for t in test/build/test_*.sh; do [ -f "$t" ] && run_tap "build/$(basename "$t")" bash "$t"; done ;;
     unit)
         for t in build/test/test_*; do [ -x "$t" ] && run_tap "unit/$(basename "$t")" "$t"; done ;;
     fuzz)

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """make_reference.py — PyTorch reference tensors for test/unit/test_model.c.
 
-Builds each architecture of trainer/model.h in PyTorch (same layers, same state_dict names),
+Builds each architecture of trainer/nn/graph.h in PyTorch (same layers, same state_dict names),
 fills the parameters and the input from a formula the C test reproduces exactly, and runs:
   1. a training-mode forward, softmax cross-entropy (mean) and backward;
   2. two steps of torch.optim.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)

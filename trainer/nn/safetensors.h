@@ -1,12 +1,13 @@
-/* checkpoint.h — safetensors files: a strict, allocation-free parser for untrusted bytes, and
- * model checkpoints (weights, optimiser state, sampler position) written atomically. */
-#ifndef IMGSET_CHECKPOINT_H
-#define IMGSET_CHECKPOINT_H
+/* safetensors.h — safetensors files: a strict, allocation-free parser for untrusted bytes,
+ * and the readers of the checkpoint format (train/checkpoint.h writes it) that the extension
+ * uses over a parsed file. */
+#ifndef IMGSET_SAFETENSORS_H
+#define IMGSET_SAFETENSORS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model.h"
+#include "graph.h"
 
 /*
  * safetensors (https://github.com/huggingface/safetensors): 8-byte little-endian header
@@ -68,7 +69,7 @@ const char *safetensors_meta(const Safetensors *st, const char *key);
 int safetensors_read_f32(const Safetensors *st, const SafetensorsTensor *t, float *dst,
                          size_t count, const char *what);
 
-/* ---- Model checkpoints ---------------------------------------------------------------- */
+/* ---- The checkpoint format ------------------------------------------------------------ */
 
 /*
  * A checkpoint holds every tensor of the model under its state_dict name (F32), the SGD
@@ -88,36 +89,7 @@ typedef struct TrainState {
     int64_t sampler_position;  /* images of that epoch already trained on */
 } TrainState;
 
-/* What a checkpoint says besides its tensors. Owns class_names. */
-typedef struct CheckpointInfo {
-    ModelSpec spec;
-    uint64_t seed;             /* the initialisation seed */
-    TrainState state;
-    char **class_names;        /* spec.classes names, or NULL when the file has none */
-} CheckpointInfo;
-
-/*
- * Write m (weights, momentum, m->step) with state and class_names (m->graph.spec.classes
- * strings, or NULL) to path: written to "<path>.tmp-<pid>", fsync'ed, then renamed over
- * path; with overwrite = 0 an existing path is an error ("... already exists") and is left
- * alone. A failure removes the temporary file and leaves any old checkpoint untouched.
- * 0, or -1 with imgset_fail().
- */
-int checkpoint_save(const char *path, const Model *m, const TrainState *state,
-                    const char *const *class_names, int overwrite);
-
-/* Read path and build its model for batches up to max_batch, with weights, momentum and
- * step restored. info (may be NULL) receives the metadata; free it with
- * checkpoint_info_free(). NULL with imgset_fail() naming the file and the problem. */
-Model *checkpoint_load(const char *path, int max_batch, CheckpointInfo *info);
-
-/* Restore path into an existing model (to resume): the checkpoint's arch, input shape and
- * classes must equal m's. 0, or -1 with imgset_fail(); on failure m may be half-restored. */
-int checkpoint_restore(const char *path, Model *m, CheckpointInfo *info);
-
-void checkpoint_info_free(CheckpointInfo *info);
-
-/* Allocation-free pieces for the extension, over an already parsed file: */
+/* Allocation-free readers of a parsed checkpoint (the extension loads models with these): */
 
 /* The model spec, seed and train state from the metadata; checks format and version. */
 int checkpoint_read_info(const Safetensors *st, ModelSpec *spec, uint64_t *seed,

@@ -15,6 +15,7 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "clock.h"
 #include "error.h"
 #include "gpu.h"
 #include "loader.h"
@@ -365,7 +366,7 @@ int cmd_predict(int argc, char **argv)
         goto done;
     }
     int64_t correct = 0;
-    double compute = 0, t0 = now_seconds();
+    double compute = 0, t0 = monotonic_seconds();
     const Batch *b;
     int got;
     while ((got = loader_next(l, &b)) == 1) {
@@ -377,7 +378,7 @@ int cmd_predict(int argc, char **argv)
             imgset_fail("%s: the loader gave more than %lld images", a.uri, (long long)n);
             goto done;
         }
-        double c0 = now_seconds();
+        double c0 = monotonic_seconds();
         const float *out = logits;
         if (a.device == MODEL_CUDA)
             out = model_forward(m, b->device_data, b->count, 0);
@@ -387,7 +388,7 @@ int cmd_predict(int argc, char **argv)
             out = model_forward(m, b->data, b->count, 0);
         if (!out)
             goto done;
-        compute += now_seconds() - c0;
+        compute += monotonic_seconds() - c0;
         for (int i = 0; i < b->count; i++) {
             int64_t j = p.count++;
             p.index[j] = b->indices[i];
@@ -397,7 +398,7 @@ int cmd_predict(int argc, char **argv)
             correct += p.class[j] == p.label[j];
         }
     }
-    double wall = now_seconds() - t0;
+    double wall = monotonic_seconds() - t0;
     if (got < 0)
         goto done;
     char device_text[300];

@@ -37,9 +37,9 @@ struct ModelCuda {
     int max_batch;
     NnCuda nn;
     float *params, *grads, *velocity;   /* (g->param_floats) each */
-    float *acts;               /* activations then their gradients, model.c's layout */
+    float *acts;               /* activations then their gradients, as graph.h lays them out */
     float *stats;              /* (g->stat_floats) BN saved mean / invstd */
-    float *aux;                /* fused conv blocks' argmax bytes, model.c's layout */
+    float *aux;                /* fused conv blocks' argmax bytes, as on the CPU (model.c) */
     float *work;               /* im2col workspace */
     float *conv_tmp;           /* (max_batch, g->conv_tmp_floats): a fused block's pre-pool
                                 * output, then its gradient */

@@ -7,12 +7,12 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "clock.h"
 #include "error.h"
 #include "gpu.h"
 #include "loader.h"
 #include "metrics.h"
 #include "model.h"
-#include "progress.h"
 
 void train_config_default(TrainConfig *c)
 {
@@ -108,7 +108,7 @@ static int train_epoch(const TrainConfig *c, const TrainCallbacks *cb, TrainRun 
     *batch_no = start_batch;
     if (loader_start_epoch(train, (uint64_t)epoch, start_batch) < 0)
         return -1;
-    double t0 = now_seconds(), device0 = model_device_seconds(m);
+    double t0 = monotonic_seconds(), device0 = model_device_seconds(m);
     size_t image_bytes = image_shape_bytes(loader_shape(train));
     const Batch *b;
     int got;
@@ -117,7 +117,7 @@ static int train_epoch(const TrainConfig *c, const TrainCallbacks *cb, TrainRun 
         r->copy += b->copy_seconds;
         if (m->device == MODEL_CUDA)
             r->copy_bytes += (double)image_bytes * b->count;
-        double c0 = now_seconds();
+        double c0 = monotonic_seconds();
         const float *logits = model_forward(m, batch_input(m, b), b->count, 1);
         float loss;
         if (!logits || model_loss(m, b->labels, &loss) < 0)
@@ -132,7 +132,7 @@ static int train_epoch(const TrainConfig *c, const TrainCallbacks *cb, TrainRun 
         if (model_backward(m) < 0)
             return -1;
         model_sgd_step(m, lr_at(schedule, m->step), sgd);
-        r->compute += now_seconds() - c0;
+        r->compute += monotonic_seconds() - c0;
         loss_sum += (double)loss * b->count;
         r->images += b->count;
         ++*batch_no;
@@ -145,7 +145,7 @@ static int train_epoch(const TrainConfig *c, const TrainCallbacks *cb, TrainRun 
     }
     if (m->device == MODEL_CUDA)   /* the GPU's own time; waits for the last step */
         r->compute = model_device_seconds(m) - device0;
-    r->wall = now_seconds() - t0;
+    r->wall = monotonic_seconds() - t0;
     if (got < 0)
         return -1;
     r->loss = r->images ? loss_sum / (double)r->images : 0;
@@ -228,10 +228,10 @@ int train_run(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run)
             break;
         }
         if (test) {
-            double e0 = now_seconds();
+            double e0 = monotonic_seconds();
             if (evaluate(m, test, &r.test_accuracy, &r.test_f1) < 0)
                 goto done;
-            r.eval_seconds = now_seconds() - e0;
+            r.eval_seconds = monotonic_seconds() - e0;
         }
         if (cb && cb->epoch_done)
             cb->epoch_done(cb->ctx, &r);

@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "digest.h"
+#include "clock.h"
 #include "error.h"
 #include "fsutil.h"
 #include "generate.h"
@@ -362,9 +363,9 @@ static int ensure_store(const char *uri, const char *path, const char *digest_pa
     char label[300];
     snprintf(label, sizeof label, "write %s", uri);
     progress_start(&bar, label);
-    double t0 = now_seconds();
+    double t0 = monotonic_seconds();
     int rc = store_copy(src, uri, progress_update, &bar);
-    *seconds = now_seconds() - t0;
+    *seconds = monotonic_seconds() - t0;
     progress_finish(&bar);
     store_close(src);
     if (rc < 0)
@@ -402,7 +403,7 @@ static int read_epoch(Loader *l, uint64_t epoch, double *rate, double *mbps, dou
     const Batch *b;
     int got;
     int64_t images = 0, batches = 0;
-    double wait = 0, t0 = now_seconds();
+    double wait = 0, t0 = monotonic_seconds();
     while ((got = loader_next(l, &b)) == 1) {
         images += b->count;
         wait += b->wait_seconds;
@@ -410,7 +411,7 @@ static int read_epoch(Loader *l, uint64_t epoch, double *rate, double *mbps, dou
         if (interrupted())
             return imgset_fail("interrupted");
     }
-    double seconds = now_seconds() - t0;
+    double seconds = monotonic_seconds() - t0;
     if (got < 0)
         return -1;
     *rate = (double)images / seconds;
@@ -886,9 +887,9 @@ static int prepare_cell(const BenchArgs *a, Cell *cell, const char *store, const
         Store *from = store_open(src->mmap_uri);
         Progress bar;
         progress_start(&bar, "write pg");
-        double t0 = now_seconds();
+        double t0 = monotonic_seconds();
         int rc = from ? store_copy(from, cell->uri, progress_update, &bar) : -1;
-        cell->write_seconds = now_seconds() - t0;
+        cell->write_seconds = monotonic_seconds() - t0;
         progress_finish(&bar);
         store_close(from);
         return rc;
@@ -928,7 +929,8 @@ int cmd_bench(int argc, char **argv)
             if (a.db) {
                 snprintf(pg_base, sizeof pg_base, "%s", a.db);
                 snprintf(pg_note, sizeof pg_note, "the server at --db");
-            } else if (pgserver_start(&server, "/tmp", "2GB") == 0) {
+            } else if (pgserver_start(&server, getenv("TMPDIR") && *getenv("TMPDIR")
+                                                   ? getenv("TMPDIR") : "/tmp", "2GB") == 0) {
                 snprintf(pg_base, sizeof pg_base, "%s", server.conninfo);
                 snprintf(pg_note, sizeof pg_note, "embedded throwaway cluster (shared_buffers "
                                                   "2GB, Unix socket)");
@@ -941,7 +943,7 @@ int cmd_bench(int argc, char **argv)
         }
 
     int total_cells = a.nstores * a.nshapes, done_cells = 0, errors = 0;
-    double t_start = now_seconds();
+    double t_start = monotonic_seconds();
     for (int j = 0; j < a.nshapes && !interrupted(); j++) {
         const char *shape = a.shapes[j];
         GenerateShape def;
@@ -977,7 +979,7 @@ int cmd_bench(int argc, char **argv)
             Cell *cell = &cells[i][j];
             cell->write_seconds = -1;
             const char *missing = strcmp(store, "pg") == 0 ? pg_missing : store_missing(store);
-            double elapsed = now_seconds() - t_start;
+            double elapsed = monotonic_seconds() - t_start;
             fprintf(stderr, "[%d/%d] %s x %s: preparing  (%.0f s so far)\n", ++done_cells,
                     total_cells, store, shape, elapsed);
             if (missing) {
@@ -998,7 +1000,7 @@ int cmd_bench(int argc, char **argv)
                 if (cell->note[0])
                     continue;
                 fprintf(stderr, "[%s] run %d/%d: %s  (%.0f s so far)\n", shape, r + 1, a.runs,
-                        store, now_seconds() - t_start);
+                        store, monotonic_seconds() - t_start);
                 if ((a.read && measure_read(&a, shape, store, cell, r) < 0) ||
                     (a.train && measure_train(&a, shape, store, cell, r) < 0))
                     errors += cell_failed(cell, store, shape);
@@ -1023,6 +1025,6 @@ int cmd_bench(int argc, char **argv)
     if (f)
         fclose(f);
     printf("\nwritten: %s/results.md, results.csv, results.json, results.png (%.0f s)\n", a.out,
-           now_seconds() - t_start);
+           monotonic_seconds() - t_start);
     return errors ? 1 : 0;
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "digest.h"
 #include "error.h"
 #include "generate.h"
@@ -111,7 +112,7 @@ int cli_copy_and_report(const char *cmd, Store *src, const char *dst_uri)
     Progress bar;
     progress_start(&bar, cmd);
     int rc = store_copy(src, dst_uri, progress_update, &bar);
-    double seconds = now_seconds() - bar.start;
+    double seconds = monotonic_seconds() - bar.start;
     progress_finish(&bar);
     if (rc < 0) {
         store_close(src);

@@ -3,8 +3,9 @@
 
 #include <signal.h>
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "clock.h"
 
 static volatile sig_atomic_t interrupt_flag;
 
@@ -27,17 +28,10 @@ int interrupted(void)
     return interrupt_flag;
 }
 
-double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void progress_start(Progress *p, const char *label)
 {
     p->label = label;
-    p->start = now_seconds();
+    p->start = monotonic_seconds();
     p->last_draw = 0;
     p->enabled = isatty(STDERR_FILENO);
     p->drawn = 0;
@@ -47,7 +41,7 @@ int progress_update(void *ctx, int64_t done, int64_t total)
 {
     Progress *p = ctx;
     if (p->enabled) {
-        double t = now_seconds();
+        double t = monotonic_seconds();
         if (t - p->last_draw >= 0.1 || done == total) {
             double elapsed = t - p->start;
             double frac = total > 0 ? (double)done / (double)total : 1.0;

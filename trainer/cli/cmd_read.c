@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "error.h"
 #include "gpu.h"
 #include "loader.h"
@@ -141,11 +142,11 @@ int cmd_read(int argc, char **argv)
     const char *uri = argv[optind];
     const char *cache_note = cold ? cli_drop_cache(uri) : "warm: one untimed epoch first";
 
-    double t_open = now_seconds();
+    double t_open = monotonic_seconds();
     Loader *l = loader_open(uri, &o);
     if (!l)
         return cli_error("read", imgset_error());
-    double open_seconds = now_seconds() - t_open;
+    double open_seconds = monotonic_seconds() - t_open;
     ImageShape shape = loader_shape(l);
     const char *device = o.device == LOADER_CUDA ? "cuda" : "host";
     printf("read %s  split %s  batch %d  workers %d  image %dx%dx%d  %lld batches/epoch  "
@@ -171,12 +172,12 @@ int cmd_read(int argc, char **argv)
             break;
         }
         EpochStats st = {0};
-        double start = now_seconds();
+        double start = monotonic_seconds();
         const Batch *b;
         int got;
         while ((got = loader_next(l, &b)) == 1) {
             if (st.batches == 0)
-                st.first_batch_seconds = now_seconds() - start;
+                st.first_batch_seconds = monotonic_seconds() - start;
             st.images += b->count;
             st.wait_seconds += b->wait_seconds;
             st.copy_seconds += b->copy_seconds;
@@ -208,7 +209,7 @@ int cmd_read(int argc, char **argv)
                 break;
             }
         }
-        st.seconds = now_seconds() - start;
+        st.seconds = monotonic_seconds() - start;
         progress_finish(&bar);
         if (got < 0) {
             rc = -1;

@@ -14,7 +14,7 @@ extern "C" {
 #endif
 
 /*
- * Declared in every build, defined only where nvcc compiled trainer/model_cuda.cu (then
+ * Declared in every build, defined only where nvcc compiled trainer/train/model_cuda.cu (then
  * IMGSET_HAVE_CUDA is defined). The device memory mirrors the host Model's: parameters,
  * gradients and momentum buffers in graph.tensors' layout, activations and their gradients
  * in the CPU executor's layout for max_batch images. Everything is queued on the model's own

@@ -12,9 +12,6 @@ typedef struct Progress {
     int drawn;             /* 1 once something was drawn (so finish clears the line) */
 } Progress;
 
-/* Monotonic clock in seconds. */
-double now_seconds(void);
-
 /* Start a bar; it draws only when stderr is a terminal. */
 void progress_start(Progress *p, const char *label);
 

@@ -1,0 +1,123 @@
+/* graph.h — the models by name (mlp, cnn-small, resnet8, densenet-tiny) as graphs of ops over
+ * named tensors, built without allocation: what the trainer, the GPU executor and the
+ * extension all run. */
+#ifndef IMGSET_GRAPH_H
+#define IMGSET_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Architectures (input N x C x H x W float32, output N x K logits):
+ *   mlp            flatten -> linear 256 -> ReLU -> linear 128 -> ReLU -> linear K
+ *   cnn-small      conv3x3 32 pad1 -> ReLU -> maxpool2 -> conv3x3 64 pad1 -> ReLU -> maxpool2
+ *                  -> linear 128 -> ReLU -> linear K                        (H, W >= 4)
+ *   resnet8        stem conv3x3 16 -> BN -> ReLU; three stages of one basic residual block
+ *                  (conv3x3-BN-ReLU-conv3x3-BN + shortcut, then ReLU) with 16, 32, 64
+ *                  channels, stride 1, 2, 2 (1x1 conv + BN shortcut where the shape
+ *                  changes); global average pool; linear K
+ *   densenet-tiny  stem conv3x3 24; three dense blocks of 3 layers (BN-ReLU-conv3x3 12,
+ *                  concatenated: growth 12), joined by transitions (BN-ReLU-conv1x1 halving
+ *                  the channels, avgpool2); BN -> ReLU -> global average pool -> linear K
+ * For inputs larger than 64 per side, resnet8's and densenet-tiny's stem conv has stride 2
+ * and is followed by 2x2 max-pools until the larger side is <= 64 (as ImageNet ResNets
+ * shrink their input early). Convolutions followed by batch norm have no bias.
+ * Parameter names follow PyTorch's state_dict ("conv1.weight", "layer2.bn1.running_var"),
+ * initialised as PyTorch's defaults: conv / linear weights and biases uniform in
+ * +-1/sqrt(fan_in) (kaiming_uniform_ with a = sqrt(5)), BN gamma 1, beta 0, running mean 0,
+ * running variance 1; BN momentum 0.1, eps 1e-5.
+ */
+
+#define MODEL_ARCH_MAX 32      /* architecture names, including the NUL */
+#define MODEL_NAME_MAX 48      /* tensor names, including the NUL */
+#define MODEL_MAX_OPS 160
+#define MODEL_MAX_ACTS 160
+#define MODEL_MAX_TENSORS 128
+#define MODEL_MAX_THREADS 64
+#define MODEL_MAX_CHANNELS 64  /* input channels */
+
+/* What a model is: its architecture and the data shape it was built for. */
+typedef struct ModelSpec {
+    char arch[MODEL_ARCH_MAX];
+    int32_t channels, height, width;   /* input C, H, W */
+    int32_t classes;                   /* K >= 2 */
+} ModelSpec;
+
+/* A named tensor of the parameter memory (weights, biases, BN running statistics). */
+typedef struct ModelTensor {
+    char name[MODEL_NAME_MAX];
+    int ndim;
+    int64_t shape[4];
+    size_t offset;     /* in floats, into Model.params / grads / velocity */
+    size_t count;      /* floats */
+    int trainable;     /* 0 for BN running statistics: saved, never stepped */
+} ModelTensor;
+
+/* One activation (per image: C x H x W floats). */
+typedef struct ModelAct {
+    int32_t c, h, w;
+    size_t size;       /* c*h*w */
+    size_t offset;     /* per-image floats before this activation (layout: see graph.c) */
+} ModelAct;
+
+/* What a ModelOp does (the CPU executor in pass.c and the GPU one in model_cuda.cu). */
+enum ModelOpKind {
+    OP_CONV,        /* weight, bias (or -1), kernel, stride, pad */
+    OP_BATCHNORM,   /* weight = gamma, bias = beta, running_mean, running_var */
+    OP_RELU,
+    OP_MAXPOOL,     /* kernel, stride */
+    OP_AVGPOOL,     /* kernel, stride */
+    OP_GAP,         /* global average pool */
+    OP_LINEAR,      /* weight, bias */
+    OP_ADD,         /* in + in2 */
+    OP_CONCAT,      /* [in, in2] along channels */
+    OP_CONV_RELU_POOL, /* conv (weight, bias, kernel, stride, pad) -> ReLU -> 2x2 max-pool, one
+                        * image at a time through per-thread scratch: the pre-pool tensors are
+                        * never stored, the backward uses the pool's argmax bytes */
+};
+
+#define MODEL_BN_MOMENTUM 0.1f
+#define MODEL_BN_EPS 1e-5f
+
+/* One layer of the graph; fields unused by a kind are -1 / 0. */
+typedef struct ModelOp {
+    int kind;                 /* enum ModelOpKind */
+    int in, in2, out;         /* activation ids (in2: second input of add / concat) */
+    int weight, bias;         /* tensor ids: conv / linear weight and bias, BN gamma and beta */
+    int running_mean, running_var;   /* BN tensor ids */
+    int kernel, stride, pad;
+    size_t stat_offset;       /* BN: saved mean / invstd, floats into the batch statistics */
+    size_t aux_offset;        /* conv-relu-pool: per-image floats before its argmax bytes */
+    size_t aux_size;          /* conv-relu-pool: floats per image holding its argmax bytes */
+    int zero_din, zero_din2;  /* 1: the first backward writer of that input's gradient */
+} ModelOp;
+
+/* The whole architecture for one spec: built without allocation, so the extension can keep
+ * it in its own memory. */
+typedef struct ModelGraph {
+    ModelSpec spec;
+    int num_ops, num_acts, num_tensors;
+    ModelOp ops[MODEL_MAX_OPS];
+    ModelAct acts[MODEL_MAX_ACTS];         /* acts[0] is the input, acts[output] the logits */
+    ModelTensor tensors[MODEL_MAX_TENSORS];
+    int output;
+    size_t param_floats;     /* every tensor together */
+    size_t trainable_floats; /* the trainable ones */
+    size_t act_floats;       /* per image, every activation together */
+    size_t stat_floats;      /* per batch: BN saved statistics */
+    size_t scratch_floats;   /* per thread: the largest im2col buffer */
+    size_t conv_tmp_floats;  /* per thread: the largest pre-pool output of a fused conv block */
+    size_t aux_floats;       /* per image: argmax bytes of the fused conv blocks, in floats */
+} ModelGraph;
+
+/* Build the graph of `arch` for input C x H x W and K classes; 0, or -1 with imgset_fail()
+ * (unknown architecture, shape too small or too large). Allocates nothing. */
+int model_graph_build(ModelGraph *graph, const char *arch, int C, int H, int W, int K);
+
+/* The architecture names, NULL-terminated. */
+const char *const *model_arch_names(void);
+
+/* The tensor called `name`, or -1. */
+int model_graph_find(const ModelGraph *graph, const char *name);
+
+#endif

@@ -1,0 +1,417 @@
+/* checkpoint.c — model checkpoints: the safetensors header and tensors written to a temporary
+ * file, fsync'ed and renamed into place; read back through the parser of safetensors.c. */
+#include "checkpoint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dataset.h"
+#include "error.h"
+
+/* ==== Writing ========================================================================== */
+
+/* A growing string for the JSON header. */
+typedef struct Text {
+    char *s;
+    size_t len, cap;
+    int failed;
+} Text;
+
+static void text_put(Text *t, const char *s, size_t n)
+{
+    if (t->failed)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 1024;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *s2 = realloc(t->s, cap);
+        if (!s2) {
+            t->failed = 1;
+            return;
+        }
+        t->s = s2, t->cap = cap;
+    }
+    memcpy(t->s + t->len, s, n);
+    t->len += n;
+    t->s[t->len] = 0;
+}
+
+static void text_add(Text *t, const char *s)
+{
+    text_put(t, s, strlen(s));
+}
+
+/* s as a JSON string literal: quotes, backslashes and control characters escaped. */
+static void text_json_string(Text *t, const char *s)
+{
+    text_add(t, "\"");
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        char esc[8];
+        if (*c == '"' || *c == '\\') {
+            esc[0] = '\\', esc[1] = (char)*c, esc[2] = 0;
+            text_add(t, esc);
+        } else if (*c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", *c);
+            text_add(t, esc);
+        } else
+            text_put(t, (const char *)c, 1);
+    }
+    text_add(t, "\"");
+}
+
+static void text_meta(Text *t, const char *key, const char *value)
+{
+    text_json_string(t, key);
+    text_add(t, ":");
+    text_json_string(t, value);
+    text_add(t, ",");
+}
+
+static void text_meta_u64(Text *t, const char *key, uint64_t value)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%" PRIu64, value);
+    text_meta(t, key, v);
+}
+
+static void text_tensor(Text *t, const char *name, const ModelTensor *g, uint64_t *offset)
+{
+    char buf[256];
+    text_json_string(t, name);
+    text_add(t, ":{\"dtype\":\"F32\",\"shape\":[");
+    for (int i = 0; i < g->ndim; i++) {
+        snprintf(buf, sizeof buf, "%s%" PRId64, i ? "," : "", g->shape[i]);
+        text_add(t, buf);
+    }
+    snprintf(buf, sizeof buf, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]},", *offset,
+             *offset + (uint64_t)g->count * 4);
+    text_add(t, buf);
+    *offset += (uint64_t)g->count * 4;
+}
+
+/* The JSON header for m: metadata, then every tensor and every momentum buffer, in order,
+ * padded with spaces to a multiple of 8 bytes. */
+static int build_header(Text *t, const Model *m, const TrainState *state,
+                        const char *const *class_names)
+{
+    const ModelGraph *g = &m->graph;
+    text_add(t, "{\"__metadata__\":{");
+    text_meta(t, "format", CHECKPOINT_FORMAT);
+    text_meta(t, "version", CHECKPOINT_VERSION);
+    text_meta(t, "arch", g->spec.arch);
+    text_meta_u64(t, "channels", (uint64_t)g->spec.channels);
+    text_meta_u64(t, "height", (uint64_t)g->spec.height);
+    text_meta_u64(t, "width", (uint64_t)g->spec.width);
+    text_meta_u64(t, "classes", (uint64_t)g->spec.classes);
+    text_meta_u64(t, "seed", m->seed);
+    text_meta_u64(t, "step", (uint64_t)(state ? state->step : m->step));
+    text_meta_u64(t, "sampler_seed", state ? state->sampler_seed : 0);
+    text_meta_u64(t, "sampler_epoch", (uint64_t)(state ? state->sampler_epoch : 0));
+    text_meta_u64(t, "sampler_position", (uint64_t)(state ? state->sampler_position : 0));
+    if (class_names) {
+        Text names = {0};
+        text_add(&names, "[");
+        for (int k = 0; k < g->spec.classes; k++) {
+            if (k)
+                text_add(&names, ",");
+            text_json_string(&names, class_names[k] ? class_names[k] : "");
+        }
+        text_add(&names, "]");
+        if (names.failed) {
+            free(names.s);
+            return -1;
+        }
+        text_json_string(t, "class_names");
+        text_add(t, ":");
+        text_json_string(t, names.s);
+        text_add(t, ",");
+        free(names.s);
+    }
+    t->s[--t->len] = 0;   /* the last ',' */
+    text_add(t, "},");
+    uint64_t offset = 0;
+    char name[MODEL_NAME_MAX + 16];
+    for (int i = 0; i < g->num_tensors; i++)
+        text_tensor(t, g->tensors[i].name, &g->tensors[i], &offset);
+    for (int i = 0; i < g->num_tensors; i++)
+        if (g->tensors[i].trainable) {
+            snprintf(name, sizeof name, "momentum.%s", g->tensors[i].name);
+            text_tensor(t, name, &g->tensors[i], &offset);
+        }
+    if (t->failed)
+        return -1;
+    t->s[--t->len] = 0;
+    text_add(t, "}");
+    while (!t->failed && t->len % 8)
+        text_add(t, " ");
+    return t->failed ? -1 : 0;
+}
+
+static int write_all(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w, n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Write count floats as little-endian bytes, through a staging buffer. */
+static int write_f32le(int fd, const float *x, size_t count)
+{
+    uint8_t buf[1 << 16];
+    size_t used = 0;
+    for (size_t i = 0; i < count; i++) {
+        uint32_t bits;
+        memcpy(&bits, &x[i], 4);
+        buf[used++] = (uint8_t)bits, buf[used++] = (uint8_t)(bits >> 8);
+        buf[used++] = (uint8_t)(bits >> 16), buf[used++] = (uint8_t)(bits >> 24);
+        if (used == sizeof buf) {
+            if (write_all(fd, buf, used))
+                return -1;
+            used = 0;
+        }
+    }
+    return used ? write_all(fd, buf, used) : 0;
+}
+
+/* fsync the directory holding path, so a rename in it is durable. */
+static void sync_parent(const char *path)
+{
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", path);
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+int checkpoint_save(const char *path, const Model *m, const TrainState *state,
+                    const char *const *class_names, int overwrite)
+{
+    struct stat sb;
+    if (!overwrite && lstat(path, &sb) == 0)
+        return imgset_fail("checkpoint %s already exists", path);
+    Text header = {0};
+    if (build_header(&header, m, state, class_names)) {
+        free(header.s);
+        return imgset_fail("checkpoint %s: out of memory", path);
+    }
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid()) >= sizeof tmp) {
+        free(header.s);
+        return imgset_fail("checkpoint %s: path too long", path);
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        free(header.s);
+        return imgset_fail("checkpoint %s: cannot create %s: %s", path, tmp, strerror(errno));
+    }
+    uint8_t len[8];
+    for (int i = 0; i < 8; i++)
+        len[i] = (uint8_t)((uint64_t)header.len >> (8 * i));
+    const ModelGraph *g = &m->graph;
+    int bad = write_all(fd, len, 8) || write_all(fd, header.s, header.len) ||
+              write_f32le(fd, m->params, g->param_floats);
+    for (int i = 0; i < g->num_tensors && !bad; i++)
+        if (g->tensors[i].trainable)
+            bad = write_f32le(fd, m->velocity + g->tensors[i].offset, g->tensors[i].count);
+    free(header.s);
+    int saved_errno = errno;
+    if (bad || fsync(fd) != 0) {
+        saved_errno = errno;
+        close(fd);
+        unlink(tmp);
+        return imgset_fail("checkpoint %s: cannot write %s: %s", path, tmp,
+                           strerror(saved_errno));
+    }
+    if (close(fd) != 0) {
+        saved_errno = errno;
+        unlink(tmp);
+        return imgset_fail("checkpoint %s: cannot write %s: %s", path, tmp,
+                           strerror(saved_errno));
+    }
+    /* link() refuses an existing name: no overwrite even if one appeared meanwhile */
+    int rc = overwrite ? rename(tmp, path) : link(tmp, path);
+    saved_errno = errno;
+    if (rc != 0 || !overwrite)
+        unlink(tmp);
+    if (rc != 0)
+        return saved_errno == EEXIST
+                   ? imgset_fail("checkpoint %s already exists", path)
+                   : imgset_fail("checkpoint %s: cannot rename %s into place: %s", path, tmp,
+                                 strerror(saved_errno));
+    sync_parent(path);
+    return 0;
+}
+
+/* ==== Reading ========================================================================== */
+
+/* A whole file read into memory and parsed; free with loaded_free(). */
+typedef struct Loaded {
+    uint8_t *bytes;
+    void *arena;
+    Safetensors st;
+} Loaded;
+
+static void loaded_free(Loaded *l)
+{
+    free(l->bytes);
+    free(l->arena);
+    memset(l, 0, sizeof *l);
+}
+
+static int load_file(Loaded *l, const char *path)
+{
+    memset(l, 0, sizeof *l);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return imgset_fail("checkpoint %s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return imgset_fail("checkpoint %s: not a regular file", path);
+    }
+    size_t size = (size_t)sb.st_size;
+    if ((uint64_t)sb.st_size > ((uint64_t)1 << 36)) {
+        close(fd);
+        return imgset_fail("checkpoint %s: %lld bytes is too large", path,
+                           (long long)sb.st_size);
+    }
+    l->bytes = malloc(size ? size : 1);
+    if (!l->bytes) {
+        close(fd);
+        return imgset_fail("checkpoint %s: out of memory for %zu bytes", path, size);
+    }
+    size_t got = 0;
+    while (got < size) {
+        ssize_t r = read(fd, l->bytes + got, size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got != size) {
+        loaded_free(l);
+        return imgset_fail("checkpoint %s: short read (%zu of %zu bytes)", path, got, size);
+    }
+    size_t arena = safetensors_arena_size(l->bytes, size);
+    l->arena = malloc(arena);
+    if (!l->arena) {
+        loaded_free(l);
+        return imgset_fail("checkpoint %s: out of memory", path);
+    }
+    if (safetensors_parse(&l->st, l->bytes, size, l->arena, arena, path)) {
+        loaded_free(l);
+        return -1;
+    }
+    return 0;
+}
+
+/* Fill info's class names from the file (NULL when it has none). */
+static int read_class_names(const Safetensors *st, CheckpointInfo *info, const char *path)
+{
+    const char *json = safetensors_meta(st, "class_names");
+    info->class_names = NULL;
+    if (!json)
+        return 0;
+    int K = info->spec.classes;
+    size_t len = strlen(json) + 1;
+    /* one block: K pointers, then the decoded strings */
+    char **names = malloc(sizeof(char *) * (size_t)K + len);
+    if (!names)
+        return imgset_fail("checkpoint %s: out of memory", path);
+    if (checkpoint_decode_class_names(json, (char *)(names + K), len, (const char **)names, K,
+                                      path)) {
+        free(names);
+        return -1;
+    }
+    info->class_names = names;
+    return 0;
+}
+
+/* Restore l into m (whose spec matches). */
+static int restore_loaded(Model *m, const Loaded *l, TrainState *state, const char *path)
+{
+    if (checkpoint_read_tensors(&l->st, &m->graph, m->params, m->velocity, path))
+        return -1;
+    m->step = state->step;
+    return 0;
+}
+
+Model *checkpoint_load(const char *path, int max_batch, CheckpointInfo *info)
+{
+    Loaded l;
+    CheckpointInfo local;
+    CheckpointInfo *out = info ? info : &local;
+    memset(out, 0, sizeof *out);
+    if (load_file(&l, path))
+        return NULL;
+    Model *m = NULL;
+    if (checkpoint_read_info(&l.st, &out->spec, &out->seed, &out->state, path) == 0) {
+        m = model_create(out->spec.arch, out->spec.channels, out->spec.height, out->spec.width,
+                         out->spec.classes, max_batch, out->seed);
+        if (!m)
+            imgset_fail_prefix("checkpoint %s: ", path);
+    }
+    if (m && (restore_loaded(m, &l, &out->state, path) ||
+              (info && read_class_names(&l.st, info, path)))) {
+        model_free(m);
+        m = NULL;
+    }
+    loaded_free(&l);
+    if (!m && info)
+        checkpoint_info_free(info);
+    return m;
+}
+
+int checkpoint_restore(const char *path, Model *m, CheckpointInfo *info)
+{
+    Loaded l;
+    CheckpointInfo local;
+    CheckpointInfo *out = info ? info : &local;
+    memset(out, 0, sizeof *out);
+    if (load_file(&l, path))
+        return -1;
+    int rc = checkpoint_read_info(&l.st, &out->spec, &out->seed, &out->state, path);
+    const ModelSpec *have = &m->graph.spec;
+    if (rc == 0 && (strcmp(out->spec.arch, have->arch) != 0 ||
+                    out->spec.channels != have->channels || out->spec.height != have->height ||
+                    out->spec.width != have->width || out->spec.classes != have->classes))
+        rc = imgset_fail("checkpoint %s holds %s for %dx%dx%d, %d classes; the model is %s for "
+                         "%dx%dx%d, %d classes", path, out->spec.arch, out->spec.channels,
+                         out->spec.height, out->spec.width, out->spec.classes, have->arch,
+                         have->channels, have->height, have->width, have->classes);
+    if (rc == 0)
+        rc = restore_loaded(m, &l, &out->state, path);
+    if (rc == 0 && info)
+        rc = read_class_names(&l.st, info, path);
+    loaded_free(&l);
+    if (rc && info)
+        checkpoint_info_free(info);
+    return rc;
+}
+
+void checkpoint_info_free(CheckpointInfo *info)
+{
+    if (!info)
+        return;
+    free(info->class_names);
+    info->class_names = NULL;
+}
