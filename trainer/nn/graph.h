@@ -60,20 +60,41 @@ typedef struct ModelAct {
     size_t offset;     /* per-image floats before this activation (layout: see graph.c) */
 } ModelAct;
 
-/* What a ModelOp does (the CPU executor in pass.c and the GPU one in model_cuda.cu). */
+/*
+ * Every kind of op, once. The enum below and each executor's table of forward and backward
+ * functions are made from this list (pass.c on the CPU, model_cuda.cu on the GPU): a new
+ * layer is one line here plus its functions `<name>_forward_op` / `<name>_backward_op` in
+ * pass.c and `<name>_forward_gpu` / `<name>_backward_gpu` in model_cuda.cu — one missing does
+ * not compile. What each kind reads of its ModelOp:
+ *   conv            weight, bias (or -1), kernel, stride, pad
+ *   batchnorm       weight = gamma, bias = beta, running_mean, running_var
+ *   maxpool,avgpool kernel, stride
+ *   gap             global average pool
+ *   linear          weight, bias
+ *   add             in + in2
+ *   concat          [in, in2] along channels
+ *   conv_relu_pool  conv (weight, bias, kernel, stride, pad) -> ReLU -> 2x2 max-pool, one
+ *                   image at a time through per-thread scratch: the pre-pool tensors are never
+ *                   stored, the backward uses the pool's argmax bytes
+ */
+#define MODEL_OPS(X) \
+    X(CONV, conv) \
+    X(BATCHNORM, batchnorm) \
+    X(RELU, relu) \
+    X(MAXPOOL, maxpool) \
+    X(AVGPOOL, avgpool) \
+    X(GAP, gap) \
+    X(LINEAR, linear) \
+    X(ADD, add) \
+    X(CONCAT, concat) \
+    X(CONV_RELU_POOL, conv_relu_pool)
+
+/* What a ModelOp does: OP_CONV, OP_BATCHNORM, … in the order of MODEL_OPS. */
 enum ModelOpKind {
-    OP_CONV,        /* weight, bias (or -1), kernel, stride, pad */
-    OP_BATCHNORM,   /* weight = gamma, bias = beta, running_mean, running_var */
-    OP_RELU,
-    OP_MAXPOOL,     /* kernel, stride */
-    OP_AVGPOOL,     /* kernel, stride */
-    OP_GAP,         /* global average pool */
-    OP_LINEAR,      /* weight, bias */
-    OP_ADD,         /* in + in2 */
-    OP_CONCAT,      /* [in, in2] along channels */
-    OP_CONV_RELU_POOL, /* conv (weight, bias, kernel, stride, pad) -> ReLU -> 2x2 max-pool, one
-                        * image at a time through per-thread scratch: the pre-pool tensors are
-                        * never stored, the backward uses the pool's argmax bytes */
+#define MODEL_OP_KIND(KIND, name) OP_##KIND,
+    MODEL_OPS(MODEL_OP_KIND)
+#undef MODEL_OP_KIND
+    OP_COUNT
 };
 
 #define MODEL_BN_MOMENTUM 0.1f

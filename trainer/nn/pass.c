@@ -67,65 +67,29 @@ static uint8_t *argmax_of(const Pass *p, const ModelOp *op, int n)
     return (uint8_t *)(p->aux + op->aux_offset * (size_t)p->capacity + (size_t)n * op->aux_size);
 }
 
-/* Forward of one per-image op on images [n0, n0 + n). */
-static void op_forward(const Pass *p, const ModelOp *op, int n0, int n, int t)
+/* What the CPU code of one op sees for images [n0, n0 + n) on thread t. */
+typedef struct OpCall {
+    const Pass *p;
+    const ModelOp *op;
+    const ModelAct *a, *o;      /* its input and output activations */
+    const float *x;             /* (n, a->size) */
+    float *y;                   /* (n, o->size) */
+    const float *w, *bias;      /* its weight and bias, NULL when it has none */
+    int n0, n, t;
+    const float *dy;            /* backward: (n, o->size) */
+    float *dx;                  /* backward: (n, a->size), NULL for the network's input */
+    float *dw, *db;             /* backward: thread t's parameter gradients, or NULL */
+} OpCall;
+
+/* The parameters of tensor id `tensor` in memory laid out as the graph's tensors, or NULL. */
+static float *tensor_at(const Pass *p, float *base, int tensor)
 {
-    const ModelGraph *g = p->g;
-    const ModelAct *a = &g->acts[op->in], *o = &g->acts[op->out];
-    const float *x = at(p->act[op->in], n0, a->size);
-    float *y = at(p->act[op->out], n0, o->size);
-    const float *w = op->weight >= 0 ? p->params + g->tensors[op->weight].offset : NULL;
-    const float *bias = op->bias >= 0 ? p->params + g->tensors[op->bias].offset : NULL;
-    switch (op->kind) {
-    case OP_CONV:
-        conv2d_forward(y, x, w, bias, p->scratch[t], n, a->c, a->h, a->w, o->c, op->kernel,
-                       op->kernel, op->stride, op->pad);
-        break;
-    case OP_BATCHNORM:   /* evaluation mode; training BN runs in batchnorm_phase() */
-        batchnorm_forward_eval(y, x, w, bias, p->params + g->tensors[op->running_mean].offset,
-                               p->params + g->tensors[op->running_var].offset, n, a->c,
-                               a->h * a->w, MODEL_BN_EPS);
-        break;
-    case OP_RELU:
-        relu_forward(y, x, (size_t)n * a->size);
-        break;
-    case OP_MAXPOOL:
-        maxpool2d_forward(y, x, n, a->c, a->h, a->w, op->kernel, op->stride);
-        break;
-    case OP_AVGPOOL:
-        avgpool2d_forward(y, x, n, a->c, a->h, a->w, op->kernel, op->stride);
-        break;
-    case OP_GAP:
-        global_avgpool_forward(y, x, n, a->c, a->h * a->w);
-        break;
-    case OP_LINEAR:
-        linear_forward(y, x, w, bias, n, (int)a->size, o->c);
-        break;
-    case OP_ADD:
-        add_forward(y, x, at(p->act[op->in2], n0, a->size), (size_t)n * a->size);
-        break;
-    case OP_CONCAT:
-        concat_forward(y, x, at(p->act[op->in2], n0, g->acts[op->in2].size), n, a->c,
-                       g->acts[op->in2].c, a->h * a->w);
-        break;
-    case OP_CONV_RELU_POOL: {
-        int ch = nn_out_size(a->h, op->kernel, op->stride, op->pad);
-        int cw = nn_out_size(a->w, op->kernel, op->stride, op->pad);
-        float *tmp = p->scratch[t] + g->scratch_floats;   /* (OC, ch, cw), one image */
-        for (int i = 0; i < n; i++) {
-            conv2d_forward(tmp, x + (size_t)i * a->size, w, bias, p->scratch[t], 1, a->c, a->h,
-                           a->w, o->c, op->kernel, op->kernel, op->stride, op->pad);
-            relu_maxpool2x2_forward(y + (size_t)i * o->size, argmax_of(p, op, n0 + i), tmp, 1,
-                                    o->c, ch, cw);
-        }
-        break;
-    }
-    }
+    return tensor >= 0 ? base + p->g->tensors[tensor].offset : NULL;
 }
 
 /* The gradient of op input `which` (op->in or op->in2) for images [n0, n0 + n), zeroed first
  * when this op is its first writer; NULL when not needed (the network input). */
-static float *input_grad(const Pass *p, const ModelOp *op, int which, int zero, int n0, int n)
+static float *input_grad(const Pass *p, int which, int zero, int n0, int n)
 {
     size_t size = p->g->acts[which].size;
     float *d = at(p->dact[which], n0, size);
@@ -134,72 +98,191 @@ static float *input_grad(const Pass *p, const ModelOp *op, int which, int zero, 
     return d;
 }
 
-/* Backward of one per-image op on images [n0, n0 + n), parameter gradients into thread t's. */
-static void op_backward(const Pass *p, const ModelOp *op, int n0, int n, int t)
+/* The second input of add / concat, and its gradient (zeroed by its first writer). */
+static const float *second_input(const OpCall *c)
+{
+    return at(c->p->act[c->op->in2], c->n0, c->p->g->acts[c->op->in2].size);
+}
+
+static float *second_input_grad(const OpCall *c)
+{
+    return input_grad(c->p, c->op->in2, c->op->zero_din2, c->n0, c->n);
+}
+
+static void conv_forward_op(const OpCall *c)
+{
+    const ModelOp *op = c->op;
+    conv2d_forward(c->y, c->x, c->w, c->bias, c->p->scratch[c->t], c->n, c->a->c, c->a->h,
+                   c->a->w, c->o->c, op->kernel, op->kernel, op->stride, op->pad);
+}
+
+static void conv_backward_op(const OpCall *c)
+{
+    const ModelOp *op = c->op;
+    conv2d_backward(c->dx, c->dw, c->db, c->p->scratch[c->t], c->dy, c->x, c->w, c->n, c->a->c,
+                    c->a->h, c->a->w, c->o->c, op->kernel, op->kernel, op->stride, op->pad);
+}
+
+/* Evaluation mode; training BN runs in batchnorm_phase() (a segment of its own). */
+static void batchnorm_forward_op(const OpCall *c)
+{
+    batchnorm_forward_eval(c->y, c->x, c->w, c->bias,
+                           tensor_at(c->p, c->p->params, c->op->running_mean),
+                           tensor_at(c->p, c->p->params, c->op->running_var), c->n, c->a->c,
+                           c->a->h * c->a->w, MODEL_BN_EPS);
+}
+
+static void batchnorm_backward_op(const OpCall *c)
+{
+    batchnorm_backward_eval(c->dx, c->dw, c->db, c->dy, c->x, c->w,
+                            tensor_at(c->p, c->p->params, c->op->running_mean),
+                            tensor_at(c->p, c->p->params, c->op->running_var), c->n, c->a->c,
+                            c->a->h * c->a->w, MODEL_BN_EPS);
+}
+
+static void relu_forward_op(const OpCall *c)
+{
+    relu_forward(c->y, c->x, (size_t)c->n * c->a->size);
+}
+
+static void relu_backward_op(const OpCall *c)
+{
+    relu_backward(c->dx, c->dy, c->y, (size_t)c->n * c->a->size);
+}
+
+static void maxpool_forward_op(const OpCall *c)
+{
+    maxpool2d_forward(c->y, c->x, c->n, c->a->c, c->a->h, c->a->w, c->op->kernel, c->op->stride);
+}
+
+static void maxpool_backward_op(const OpCall *c)
+{
+    maxpool2d_backward(c->dx, c->dy, c->x, c->n, c->a->c, c->a->h, c->a->w, c->op->kernel,
+                       c->op->stride);
+}
+
+static void avgpool_forward_op(const OpCall *c)
+{
+    avgpool2d_forward(c->y, c->x, c->n, c->a->c, c->a->h, c->a->w, c->op->kernel, c->op->stride);
+}
+
+static void avgpool_backward_op(const OpCall *c)
+{
+    avgpool2d_backward(c->dx, c->dy, c->n, c->a->c, c->a->h, c->a->w, c->op->kernel,
+                       c->op->stride);
+}
+
+static void gap_forward_op(const OpCall *c)
+{
+    global_avgpool_forward(c->y, c->x, c->n, c->a->c, c->a->h * c->a->w);
+}
+
+static void gap_backward_op(const OpCall *c)
+{
+    global_avgpool_backward(c->dx, c->dy, c->n, c->a->c, c->a->h * c->a->w);
+}
+
+static void linear_forward_op(const OpCall *c)
+{
+    linear_forward(c->y, c->x, c->w, c->bias, c->n, (int)c->a->size, c->o->c);
+}
+
+static void linear_backward_op(const OpCall *c)
+{
+    linear_backward(c->dx, c->dw, c->db, c->dy, c->x, c->w, c->n, (int)c->a->size, c->o->c);
+}
+
+static void add_forward_op(const OpCall *c)
+{
+    add_forward(c->y, c->x, second_input(c), (size_t)c->n * c->a->size);
+}
+
+static void add_backward_op(const OpCall *c)
+{
+    add_backward(c->dx, second_input_grad(c), c->dy, (size_t)c->n * c->a->size);
+}
+
+static void concat_forward_op(const OpCall *c)
+{
+    concat_forward(c->y, c->x, second_input(c), c->n, c->a->c, c->p->g->acts[c->op->in2].c,
+                   c->a->h * c->a->w);
+}
+
+static void concat_backward_op(const OpCall *c)
+{
+    concat_backward(c->dx, second_input_grad(c), c->dy, c->n, c->a->c,
+                    c->p->g->acts[c->op->in2].c, c->a->h * c->a->w);
+}
+
+/* One image at a time: the pre-pool output lives in thread scratch, never in the activations. */
+static void conv_relu_pool_forward_op(const OpCall *c)
+{
+    const ModelOp *op = c->op;
+    const ModelAct *a = c->a, *o = c->o;
+    int ch = nn_out_size(a->h, op->kernel, op->stride, op->pad);
+    int cw = nn_out_size(a->w, op->kernel, op->stride, op->pad);
+    float *scratch = c->p->scratch[c->t];
+    float *tmp = scratch + c->p->g->scratch_floats;   /* (OC, ch, cw), one image */
+    for (int i = 0; i < c->n; i++) {
+        conv2d_forward(tmp, c->x + (size_t)i * a->size, c->w, c->bias, scratch, 1, a->c, a->h,
+                       a->w, o->c, op->kernel, op->kernel, op->stride, op->pad);
+        relu_maxpool2x2_forward(c->y + (size_t)i * o->size, argmax_of(c->p, op, c->n0 + i), tmp,
+                                1, o->c, ch, cw);
+    }
+}
+
+/* FUSED_GROUP images at a time: their pre-pool gradients from the pool's argmax bytes, then
+ * one conv2d_backward for the group. */
+static void conv_relu_pool_backward_op(const OpCall *c)
+{
+    const ModelOp *op = c->op;
+    const ModelAct *a = c->a, *o = c->o;
+    int ch = nn_out_size(a->h, op->kernel, op->stride, op->pad);
+    int cw = nn_out_size(a->w, op->kernel, op->stride, op->pad);
+    size_t conv_size = (size_t)o->c * ch * cw;
+    float *scratch = c->p->scratch[c->t];
+    /* (FUSED_GROUP, OC, ch, cw): the pre-pool gradients of a group of images */
+    float *dtmp = scratch + c->p->g->scratch_floats + c->p->g->conv_tmp_floats;
+    for (int i = 0; i < c->n; i += FUSED_GROUP) {
+        int group = c->n - i < FUSED_GROUP ? c->n - i : FUSED_GROUP;
+        memset(dtmp, 0, sizeof(float) * conv_size * group);
+        for (int j = 0; j < group; j++)
+            relu_maxpool2x2_backward(dtmp + j * conv_size, c->dy + (size_t)(i + j) * o->size,
+                                     c->y + (size_t)(i + j) * o->size,
+                                     argmax_of(c->p, op, c->n0 + i + j), 1, o->c, ch, cw);
+        conv2d_backward(c->dx ? c->dx + (size_t)i * a->size : NULL, c->dw, c->db, scratch, dtmp,
+                        c->x + (size_t)i * a->size, c->w, group, a->c, a->h, a->w, o->c,
+                        op->kernel, op->kernel, op->stride, op->pad);
+    }
+}
+
+/* The CPU code of every op kind, made from graph.h's list (in its order, as the enum). */
+static const struct {
+    void (*forward)(const OpCall *c);
+    void (*backward)(const OpCall *c);
+} cpu_ops[OP_COUNT] = {
+#define CPU_OP(KIND, name) {name##_forward_op, name##_backward_op},
+    MODEL_OPS(CPU_OP)
+#undef CPU_OP
+};
+
+/* The call of op on images [n0, n0 + n) for thread t (and, backward, its gradients). */
+static OpCall op_call(const Pass *p, const ModelOp *op, int n0, int n, int t, int backward)
 {
     const ModelGraph *g = p->g;
-    const ModelAct *a = &g->acts[op->in], *o = &g->acts[op->out];
-    const float *x = at(p->act[op->in], n0, a->size);
-    const float *y = at(p->act[op->out], n0, o->size);
-    const float *dy = at(p->dact[op->out], n0, o->size);
-    float *dx = input_grad(p, op, op->in, op->zero_din, n0, n);
-    const float *w = op->weight >= 0 ? p->params + g->tensors[op->weight].offset : NULL;
-    float *dw = op->weight >= 0 ? p->grads[t] + g->tensors[op->weight].offset : NULL;
-    float *db = op->bias >= 0 ? p->grads[t] + g->tensors[op->bias].offset : NULL;
-    switch (op->kind) {
-    case OP_CONV:
-        conv2d_backward(dx, dw, db, p->scratch[t], dy, x, w, n, a->c, a->h, a->w, o->c,
-                        op->kernel, op->kernel, op->stride, op->pad);
-        break;
-    case OP_BATCHNORM:
-        batchnorm_backward_eval(dx, dw, db, dy, x, w,
-                                p->params + g->tensors[op->running_mean].offset,
-                                p->params + g->tensors[op->running_var].offset, n, a->c,
-                                a->h * a->w, MODEL_BN_EPS);
-        break;
-    case OP_RELU:
-        relu_backward(dx, dy, y, (size_t)n * a->size);
-        break;
-    case OP_MAXPOOL:
-        maxpool2d_backward(dx, dy, x, n, a->c, a->h, a->w, op->kernel, op->stride);
-        break;
-    case OP_AVGPOOL:
-        avgpool2d_backward(dx, dy, n, a->c, a->h, a->w, op->kernel, op->stride);
-        break;
-    case OP_GAP:
-        global_avgpool_backward(dx, dy, n, a->c, a->h * a->w);
-        break;
-    case OP_LINEAR:
-        linear_backward(dx, dw, db, dy, x, w, n, (int)a->size, o->c);
-        break;
-    case OP_ADD:
-        add_backward(dx, input_grad(p, op, op->in2, op->zero_din2, n0, n), dy,
-                     (size_t)n * a->size);
-        break;
-    case OP_CONCAT:
-        concat_backward(dx, input_grad(p, op, op->in2, op->zero_din2, n0, n), dy, n, a->c,
-                        g->acts[op->in2].c, a->h * a->w);
-        break;
-    case OP_CONV_RELU_POOL: {
-        int ch = nn_out_size(a->h, op->kernel, op->stride, op->pad);
-        int cw = nn_out_size(a->w, op->kernel, op->stride, op->pad);
-        size_t conv_size = (size_t)o->c * ch * cw;
-        /* (FUSED_GROUP, OC, ch, cw): the pre-pool gradients of a group of images */
-        float *dtmp = p->scratch[t] + g->scratch_floats + g->conv_tmp_floats;
-        for (int i = 0; i < n; i += FUSED_GROUP) {
-            int group = n - i < FUSED_GROUP ? n - i : FUSED_GROUP;
-            memset(dtmp, 0, sizeof(float) * conv_size * group);
-            for (int j = 0; j < group; j++)
-                relu_maxpool2x2_backward(dtmp + j * conv_size, dy + (size_t)(i + j) * o->size,
-                                         y + (size_t)(i + j) * o->size,
-                                         argmax_of(p, op, n0 + i + j), 1, o->c, ch, cw);
-            conv2d_backward(dx ? dx + (size_t)i * a->size : NULL, dw, db, p->scratch[t], dtmp,
-                            x + (size_t)i * a->size, w, group, a->c, a->h, a->w, o->c,
-                            op->kernel, op->kernel, op->stride, op->pad);
-        }
-        break;
+    OpCall c = {p, op, &g->acts[op->in], &g->acts[op->out], NULL, NULL, NULL, NULL, n0, n, t,
+                NULL, NULL, NULL, NULL};
+    c.x = at(p->act[op->in], n0, c.a->size);
+    c.y = at(p->act[op->out], n0, c.o->size);
+    c.w = tensor_at(p, p->params, op->weight);
+    c.bias = tensor_at(p, p->params, op->bias);
+    if (backward) {
+        c.dy = at(p->dact[op->out], n0, c.o->size);
+        c.dx = input_grad(p, op->in, op->zero_din, n0, n);
+        c.dw = tensor_at(p, p->grads[t], op->weight);
+        c.db = tensor_at(p, p->grads[t], op->bias);
     }
-    }
+    return c;
 }
 
 /* Training-mode batch norm, forward or backward, for thread t's share of the channels. */
@@ -244,12 +327,11 @@ static void segment_phase(const Pass *p, int t, int backward)
     int chunk = p->seg_kind == SEG_SAMPLE ? p->chunk : n1 - n0;
     for (int n = n0; n < n1; n += chunk) {
         int count = n1 - n < chunk ? n1 - n : chunk;
-        if (backward)
-            for (int i = p->seg_end - 1; i >= p->seg_begin; i--)
-                op_backward(p, &g->ops[i], n, count, t);
-        else
-            for (int i = p->seg_begin; i < p->seg_end; i++)
-                op_forward(p, &g->ops[i], n, count, t);
+        for (int k = 0; k < p->seg_end - p->seg_begin; k++) {
+            const ModelOp *op = &g->ops[backward ? p->seg_end - 1 - k : p->seg_begin + k];
+            OpCall c = op_call(p, op, n, count, t, backward);
+            (backward ? cpu_ops[op->kind].backward : cpu_ops[op->kind].forward)(&c);
+        }
     }
 }
 

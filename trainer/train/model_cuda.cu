@@ -209,57 +209,20 @@ static uint8_t *argmax_of(const ModelCuda *mc, const ModelOp *op)
     return (uint8_t *)(mc->aux + op->aux_offset * (size_t)mc->max_batch);
 }
 
-static int op_forward(const ModelCuda *mc, const ModelOp *op, int N, int training)
-{
-    const ModelGraph *g = mc->g;
-    const NnCuda *nn = &mc->nn;
-    const ModelAct *a = &g->acts[op->in], *o = &g->acts[op->out];
-    const float *x = mc->act[op->in], *w = param_of(mc, op->weight), *b = param_of(mc, op->bias);
-    float *y = mc->act[op->out];
-    size_t n = (size_t)N * a->size;
-    switch (op->kind) {
-    case OP_CONV:
-        return cuda_conv2d_forward(nn, y, x, w, b, mc->work, mc->chunk[op - g->ops], N, a->c,
-                                   a->h, a->w, o->c, op->kernel, op->kernel, op->stride,
-                                   op->pad);
-    case OP_BATCHNORM: {
-        float *rm = mc->params + g->tensors[op->running_mean].offset;
-        float *rv = mc->params + g->tensors[op->running_var].offset;
-        if (!training)
-            return cuda_batchnorm_forward_eval(nn, y, x, w, b, rm, rv, N, a->c, a->h * a->w,
-                                               MODEL_BN_EPS);
-        float *mean = mc->stats + op->stat_offset;
-        return cuda_batchnorm_forward_train(nn, y, mean, mean + a->c, rm, rv, x, w, b, N, a->c,
-                                            a->h * a->w, MODEL_BN_MOMENTUM, MODEL_BN_EPS);
-    }
-    case OP_RELU:
-        return cuda_relu_forward(nn, y, x, n);
-    case OP_MAXPOOL:
-        return cuda_maxpool2d_forward(nn, y, x, N, a->c, a->h, a->w, op->kernel, op->stride);
-    case OP_AVGPOOL:
-        return cuda_avgpool2d_forward(nn, y, x, N, a->c, a->h, a->w, op->kernel, op->stride);
-    case OP_GAP:
-        return cuda_global_avgpool_forward(nn, y, x, N, a->c, a->h * a->w);
-    case OP_LINEAR:
-        return cuda_linear_forward(nn, y, x, w, b, N, (int)a->size, o->c);
-    case OP_ADD:
-        return cuda_add_forward(nn, y, x, mc->act[op->in2], n);
-    case OP_CONCAT:
-        return cuda_concat_forward(nn, y, x, mc->act[op->in2], N, a->c, g->acts[op->in2].c,
-                                   a->h * a->w);
-    case OP_CONV_RELU_POOL: {
-        int ch = nn_out_size(a->h, op->kernel, op->stride, op->pad);
-        int cw = nn_out_size(a->w, op->kernel, op->stride, op->pad);
-        if (cuda_conv2d_forward(nn, mc->conv_tmp, x, w, b, mc->work, mc->chunk[op - g->ops], N,
-                                a->c, a->h, a->w, o->c, op->kernel, op->kernel, op->stride,
-                                op->pad) < 0)
-            return -1;
-        return cuda_relu_maxpool2x2_forward(nn, y, training ? argmax_of(mc, op) : NULL,
-                                            mc->conv_tmp, N, o->c, ch, cw);
-    }
-    }
-    return imgset_fail("model: op kind %d has no GPU forward", op->kind);
-}
+/* What the GPU code of one op sees: the whole batch of N images. */
+typedef struct GpuCall {
+    const ModelCuda *mc;
+    const NnCuda *nn;
+    const ModelOp *op;
+    const ModelAct *a, *o;      /* its input and output activations */
+    const float *x;             /* (N, a->size) */
+    float *y;                   /* (N, o->size) */
+    const float *w, *b;         /* its weight and bias, NULL when it has none */
+    int N, training;
+    const float *dy;            /* backward: (N, o->size) */
+    float *dx;                  /* backward: (N, a->size), NULL for the network's input */
+    float *dw, *db;             /* backward: parameter gradients, or NULL */
+} GpuCall;
 
 /* *d = the gradient of activation `which` for N images, zeroed first when this op is its
  * first writer; NULL for the network's input. */
@@ -272,59 +235,206 @@ static int input_grad(const ModelCuda *mc, int which, int zero, int N, float **d
     return 0;
 }
 
-static int op_backward(const ModelCuda *mc, const ModelOp *op, int N)
+/* Elements of the op's input for the whole batch. */
+static size_t input_count(const GpuCall *c)
+{
+    return (size_t)c->N * c->a->size;
+}
+
+static int conv_forward_gpu(const GpuCall *c)
+{
+    const ModelOp *op = c->op;
+    return cuda_conv2d_forward(c->nn, c->y, c->x, c->w, c->b, c->mc->work,
+                               c->mc->chunk[op - c->mc->g->ops], c->N, c->a->c, c->a->h, c->a->w,
+                               c->o->c, op->kernel, op->kernel, op->stride, op->pad);
+}
+
+static int conv_backward_gpu(const GpuCall *c)
+{
+    const ModelOp *op = c->op;
+    return cuda_conv2d_backward(c->nn, c->dx, c->dw, c->db, c->dy, c->x, c->w, c->mc->work,
+                                c->mc->chunk[op - c->mc->g->ops], c->N, c->a->c, c->a->h,
+                                c->a->w, c->o->c, op->kernel, op->kernel, op->stride, op->pad);
+}
+
+static int batchnorm_forward_gpu(const GpuCall *c)
+{
+    const ModelGraph *g = c->mc->g;
+    const ModelOp *op = c->op;
+    float *rm = c->mc->params + g->tensors[op->running_mean].offset;
+    float *rv = c->mc->params + g->tensors[op->running_var].offset;
+    if (!c->training)
+        return cuda_batchnorm_forward_eval(c->nn, c->y, c->x, c->w, c->b, rm, rv, c->N, c->a->c,
+                                           c->a->h * c->a->w, MODEL_BN_EPS);
+    float *mean = c->mc->stats + op->stat_offset;
+    return cuda_batchnorm_forward_train(c->nn, c->y, mean, mean + c->a->c, rm, rv, c->x, c->w,
+                                        c->b, c->N, c->a->c, c->a->h * c->a->w,
+                                        MODEL_BN_MOMENTUM, MODEL_BN_EPS);
+}
+
+static int batchnorm_backward_gpu(const GpuCall *c)
+{
+    const float *mean = c->mc->stats + c->op->stat_offset;
+    return cuda_batchnorm_backward_train(c->nn, c->dx, c->dw, c->db, c->dy, c->x, c->w, mean,
+                                         mean + c->a->c, c->N, c->a->c, c->a->h * c->a->w);
+}
+
+static int relu_forward_gpu(const GpuCall *c)
+{
+    return cuda_relu_forward(c->nn, c->y, c->x, input_count(c));
+}
+
+static int relu_backward_gpu(const GpuCall *c)
+{
+    return cuda_relu_backward(c->nn, c->dx, c->dy, c->y, input_count(c));
+}
+
+static int maxpool_forward_gpu(const GpuCall *c)
+{
+    return cuda_maxpool2d_forward(c->nn, c->y, c->x, c->N, c->a->c, c->a->h, c->a->w,
+                                  c->op->kernel, c->op->stride);
+}
+
+static int maxpool_backward_gpu(const GpuCall *c)
+{
+    return cuda_maxpool2d_backward(c->nn, c->dx, c->dy, c->x, c->N, c->a->c, c->a->h, c->a->w,
+                                   c->op->kernel, c->op->stride);
+}
+
+static int avgpool_forward_gpu(const GpuCall *c)
+{
+    return cuda_avgpool2d_forward(c->nn, c->y, c->x, c->N, c->a->c, c->a->h, c->a->w,
+                                  c->op->kernel, c->op->stride);
+}
+
+static int avgpool_backward_gpu(const GpuCall *c)
+{
+    return cuda_avgpool2d_backward(c->nn, c->dx, c->dy, c->N, c->a->c, c->a->h, c->a->w,
+                                   c->op->kernel, c->op->stride);
+}
+
+static int gap_forward_gpu(const GpuCall *c)
+{
+    return cuda_global_avgpool_forward(c->nn, c->y, c->x, c->N, c->a->c, c->a->h * c->a->w);
+}
+
+static int gap_backward_gpu(const GpuCall *c)
+{
+    return cuda_global_avgpool_backward(c->nn, c->dx, c->dy, c->N, c->a->c, c->a->h * c->a->w);
+}
+
+static int linear_forward_gpu(const GpuCall *c)
+{
+    return cuda_linear_forward(c->nn, c->y, c->x, c->w, c->b, c->N, (int)c->a->size, c->o->c);
+}
+
+static int linear_backward_gpu(const GpuCall *c)
+{
+    return cuda_linear_backward(c->nn, c->dx, c->dw, c->db, c->dy, c->x, c->w, c->N,
+                                (int)c->a->size, c->o->c);
+}
+
+static int add_forward_gpu(const GpuCall *c)
+{
+    return cuda_add_forward(c->nn, c->y, c->x, c->mc->act[c->op->in2], input_count(c));
+}
+
+static int add_backward_gpu(const GpuCall *c)
+{
+    float *dx2;
+    if (input_grad(c->mc, c->op->in2, c->op->zero_din2, c->N, &dx2) < 0)
+        return -1;
+    return cuda_add_backward(c->nn, c->dx, dx2, c->dy, input_count(c));
+}
+
+static int concat_forward_gpu(const GpuCall *c)
+{
+    return cuda_concat_forward(c->nn, c->y, c->x, c->mc->act[c->op->in2], c->N, c->a->c,
+                               c->mc->g->acts[c->op->in2].c, c->a->h * c->a->w);
+}
+
+static int concat_backward_gpu(const GpuCall *c)
+{
+    float *dx2;
+    if (input_grad(c->mc, c->op->in2, c->op->zero_din2, c->N, &dx2) < 0)
+        return -1;
+    return cuda_concat_backward(c->nn, c->dx, dx2, c->dy, c->N, c->a->c,
+                                c->mc->g->acts[c->op->in2].c, c->a->h * c->a->w);
+}
+
+/* The whole batch's pre-pool output goes through conv_tmp; training keeps the argmax bytes. */
+static int conv_relu_pool_forward_gpu(const GpuCall *c)
+{
+    const ModelOp *op = c->op;
+    const ModelCuda *mc = c->mc;
+    int ch = nn_out_size(c->a->h, op->kernel, op->stride, op->pad);
+    int cw = nn_out_size(c->a->w, op->kernel, op->stride, op->pad);
+    if (cuda_conv2d_forward(c->nn, mc->conv_tmp, c->x, c->w, c->b, mc->work,
+                            mc->chunk[op - mc->g->ops], c->N, c->a->c, c->a->h, c->a->w, c->o->c,
+                            op->kernel, op->kernel, op->stride, op->pad) < 0)
+        return -1;
+    return cuda_relu_maxpool2x2_forward(c->nn, c->y, c->training ? argmax_of(mc, op) : NULL,
+                                        mc->conv_tmp, c->N, c->o->c, ch, cw);
+}
+
+static int conv_relu_pool_backward_gpu(const GpuCall *c)
+{
+    const ModelOp *op = c->op;
+    const ModelCuda *mc = c->mc;
+    int ch = nn_out_size(c->a->h, op->kernel, op->stride, op->pad);
+    int cw = nn_out_size(c->a->w, op->kernel, op->stride, op->pad);
+    float *dtmp = mc->conv_tmp;   /* the pre-pool gradient (N, OC, ch, cw) */
+    CHECK(cudaMemsetAsync(dtmp, 0, sizeof(float) * (size_t)c->N * c->o->c * ch * cw,
+                          c->nn->stream), "zeroing a pre-pool gradient");
+    if (cuda_relu_maxpool2x2_backward(c->nn, dtmp, c->dy, c->y, argmax_of(mc, op), c->N, c->o->c,
+                                      ch, cw) < 0)
+        return -1;
+    return cuda_conv2d_backward(c->nn, c->dx, c->dw, c->db, dtmp, c->x, c->w, mc->work,
+                                mc->chunk[op - mc->g->ops], c->N, c->a->c, c->a->h, c->a->w,
+                                c->o->c, op->kernel, op->kernel, op->stride, op->pad);
+}
+
+/* The GPU code of every op kind, made from graph.h's list (in its order, as the enum). */
+static const struct GpuOp {
+    int (*forward)(const GpuCall *c);
+    int (*backward)(const GpuCall *c);
+} gpu_ops[OP_COUNT] = {
+#define GPU_OP(KIND, name) {name##_forward_gpu, name##_backward_gpu},
+    MODEL_OPS(GPU_OP)
+#undef GPU_OP
+};
+
+/* The call of op on the whole batch (and, backward, its gradients); -1 when zeroing an input
+ * gradient failed. */
+static int gpu_call(const ModelCuda *mc, const ModelOp *op, int N, int training, int backward,
+                    GpuCall *c)
 {
     const ModelGraph *g = mc->g;
-    const NnCuda *nn = &mc->nn;
-    const ModelAct *a = &g->acts[op->in], *o = &g->acts[op->out];
-    const float *x = mc->act[op->in], *y = mc->act[op->out], *dy = mc->dact[op->out];
-    const float *w = param_of(mc, op->weight);
-    float *dx, *dx2 = NULL;
-    if (input_grad(mc, op->in, op->zero_din, N, &dx) < 0 ||
-        ((op->kind == OP_ADD || op->kind == OP_CONCAT) &&
-         input_grad(mc, op->in2, op->zero_din2, N, &dx2) < 0))
+    memset(c, 0, sizeof *c);
+    c->mc = mc, c->nn = &mc->nn, c->op = op, c->N = N, c->training = training;
+    c->a = &g->acts[op->in], c->o = &g->acts[op->out];
+    c->x = mc->act[op->in], c->y = mc->act[op->out];
+    c->w = param_of(mc, op->weight), c->b = param_of(mc, op->bias);
+    if (!backward)
+        return 0;
+    c->dy = mc->dact[op->out];
+    c->dw = grad_of(mc, op->weight), c->db = grad_of(mc, op->bias);
+    return input_grad(mc, op->in, op->zero_din, N, &c->dx);
+}
+
+static int op_forward(const ModelCuda *mc, const ModelOp *op, int N, int training)
+{
+    GpuCall c;
+    gpu_call(mc, op, N, training, 0, &c);
+    return gpu_ops[op->kind].forward(&c);
+}
+
+static int op_backward(const ModelCuda *mc, const ModelOp *op, int N)
+{
+    GpuCall c;
+    if (gpu_call(mc, op, N, 1, 1, &c) < 0)
         return -1;
-    float *dw = grad_of(mc, op->weight), *db = grad_of(mc, op->bias);
-    size_t n = (size_t)N * a->size;
-    switch (op->kind) {
-    case OP_CONV:
-        return cuda_conv2d_backward(nn, dx, dw, db, dy, x, w, mc->work, mc->chunk[op - g->ops], N,
-                                    a->c, a->h, a->w, o->c, op->kernel, op->kernel, op->stride,
-                                    op->pad);
-    case OP_BATCHNORM: {
-        const float *mean = mc->stats + op->stat_offset;
-        return cuda_batchnorm_backward_train(nn, dx, dw, db, dy, x, w, mean, mean + a->c, N, a->c,
-                                             a->h * a->w);
-    }
-    case OP_RELU:
-        return cuda_relu_backward(nn, dx, dy, y, n);
-    case OP_MAXPOOL:
-        return cuda_maxpool2d_backward(nn, dx, dy, x, N, a->c, a->h, a->w, op->kernel,
-                                       op->stride);
-    case OP_AVGPOOL:
-        return cuda_avgpool2d_backward(nn, dx, dy, N, a->c, a->h, a->w, op->kernel, op->stride);
-    case OP_GAP:
-        return cuda_global_avgpool_backward(nn, dx, dy, N, a->c, a->h * a->w);
-    case OP_LINEAR:
-        return cuda_linear_backward(nn, dx, dw, db, dy, x, w, N, (int)a->size, o->c);
-    case OP_ADD:
-        return cuda_add_backward(nn, dx, dx2, dy, n);
-    case OP_CONCAT:
-        return cuda_concat_backward(nn, dx, dx2, dy, N, a->c, g->acts[op->in2].c, a->h * a->w);
-    case OP_CONV_RELU_POOL: {
-        int ch = nn_out_size(a->h, op->kernel, op->stride, op->pad);
-        int cw = nn_out_size(a->w, op->kernel, op->stride, op->pad);
-        float *dtmp = mc->conv_tmp;   /* the pre-pool gradient (N, OC, ch, cw) */
-        CHECK(cudaMemsetAsync(dtmp, 0, sizeof(float) * (size_t)N * o->c * ch * cw, nn->stream),
-              "zeroing a pre-pool gradient");
-        if (cuda_relu_maxpool2x2_backward(nn, dtmp, dy, y, argmax_of(mc, op), N, o->c, ch, cw) < 0)
-            return -1;
-        return cuda_conv2d_backward(nn, dx, dw, db, dtmp, x, w, mc->work, mc->chunk[op - g->ops],
-                                    N, a->c, a->h, a->w, o->c, op->kernel, op->kernel,
-                                    op->stride, op->pad);
-    }
-    }
-    return imgset_fail("model: op kind %d has no GPU backward", op->kind);
+    return gpu_ops[op->kind].backward(&c);
 }
 
 /* Add the time of finished step e to busy (waits for it; called when it is done). */
