@@ -1,4 +1,4 @@
-/* fsutil.c — remove / make folder trees (see fsutil.h). */
+/* fsutil.c — join paths, remove / make folder trees (see fsutil.h). */
 #define _XOPEN_SOURCE 700
 #include "fsutil.h"
 
@@ -10,6 +10,18 @@
 #include <sys/stat.h>
 
 #include "error.h"
+
+char *fs_path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *path = malloc(n);
+    if (!path) {
+        imgset_fail("out of memory for the path %s/%s", dir, name);
+        return NULL;
+    }
+    snprintf(path, n, "%s/%s", dir, name);
+    return path;
+}
 
 static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {

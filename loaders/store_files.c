@@ -12,12 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "classes.h"
 #include "codec.h"
 #include "error.h"
 #include "fsutil.h"
 #include "rng.h"
 
-#define CLASSES_FILE "classes.txt"
 #define MAX_FOLDER_DEPTH 16   /* deeper class subfolders: most likely a symlink loop */
 
 /* ---- small growable arrays and the string pool --------------------------------------- */
@@ -101,17 +101,6 @@ static void names_sort(NameList *list)
         qsort(list->names, list->count, sizeof(char *), compare_strings);
 }
 
-/* "a" + "/" + "b" in a new malloc'ed string, or NULL with imgset_fail(). */
-static char *path_join(const char *a, const char *b)
-{
-    char *out;
-    if (asprintf(&out, "%s/%s", a, b) < 0) {
-        imgset_fail("out of memory for a path");
-        return NULL;
-    }
-    return out;
-}
-
 /* 1 when path is a directory (following links), 0 when not or missing. */
 static int is_directory(const char *path)
 {
@@ -142,7 +131,7 @@ static int list_directory(const char *path, NameList *dirs, NameList *files)
         int type = entry->d_type;
         if (type == DT_UNKNOWN || type == DT_LNK) {
             struct stat st;
-            char *full = path_join(path, entry->d_name);
+            char *full = fs_path_join(path, entry->d_name);
             if (!full) {
                 rc = -1;
                 break;
@@ -275,7 +264,7 @@ static int32_t class_label(const FilesReader *r, const char *name)
     return hit ? hit->label : -1;
 }
 
-/* A class name usable as a folder name (writer) and in classes.txt (both). */
+/* A class name usable as a folder name (and so in classes.txt). */
 static int class_name_valid(const char *name)
 {
     return name[0] != '\0' && name[0] != '.' && strlen(name) < 256 && !strchr(name, '/') &&
@@ -307,45 +296,6 @@ static int set_classes(Store *s, FilesReader *r, const NameList *names, const ch
     return 0;
 }
 
-/* Read DIR/classes.txt into names (label order). 0, 1 when there is none, or -1. */
-static int read_classes_file(const char *root, NameList *names)
-{
-    char *path = path_join(root, CLASSES_FILE);
-    if (!path)
-        return -1;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        int missing = errno == ENOENT;
-        int rc = missing ? 1 : imgset_fail("%s: cannot open: %s", path, strerror(errno));
-        free(path);
-        return rc;
-    }
-    char *line = NULL;
-    size_t line_capacity = 0;
-    ssize_t length;
-    int rc = 0, blank_seen = 0;
-    long line_number = 0;
-    while (rc == 0 && (length = getline(&line, &line_capacity, f)) >= 0) {
-        line_number++;
-        while (length > 0 && (line[length - 1] == '\n' || line[length - 1] == '\r'))
-            line[--length] = '\0';
-        if (length == 0) {
-            blank_seen = 1;    /* allowed only at the end */
-            continue;
-        }
-        if (blank_seen || (size_t)length != strlen(line) || !class_name_valid(line))
-            rc = imgset_fail("%s: line %ld: not a valid class name", path, line_number);
-        else
-            rc = names_add(names, line);
-    }
-    if (rc == 0 && ferror(f))
-        rc = imgset_fail("%s: read error", path);
-    free(line);
-    fclose(f);
-    free(path);
-    return rc;
-}
-
 /* One folder found under a class folder, with its image files (sorted). */
 typedef struct FolderFiles {
     char *path;         /* relative to DIR */
@@ -375,7 +325,7 @@ static int scan_image_folder(Store *s, FilesReader *r, const char *rel, int32_t 
         rc = imgset_fail("out of memory");
     /* Breadth-first over the subtree; folders[] grows as subfolders are found. */
     for (size_t i = 0; rc == 0 && i < count; i++) {
-        char *full = path_join(r->root, folders[i].path);
+        char *full = fs_path_join(r->root, folders[i].path);
         NameList subdirs = {0};
         if (!full) {
             rc = -1;
@@ -394,7 +344,7 @@ static int scan_image_folder(Store *s, FilesReader *r, const char *rel, int32_t 
             }
             if ((rc = grow_for_one((void **)&folders, count, &capacity, sizeof *folders)) < 0)
                 break;
-            char *sub = path_join(folders[i].path, subdirs.names[d]);
+            char *sub = fs_path_join(folders[i].path, subdirs.names[d]);
             if (!sub) {
                 rc = -1;
                 break;
@@ -463,7 +413,7 @@ static int scan_split_tree(Store *s, FilesReader *r, const char *split_dir,
 /* The subfolders of DIR/<rel> (sorted), which must exist; 0 or -1. */
 static int list_class_folders(Store *s, FilesReader *r, const char *rel, NameList *folders)
 {
-    char *full = *rel ? path_join(r->root, rel) : strdup(r->root);
+    char *full = *rel ? fs_path_join(r->root, rel) : strdup(r->root);
     if (!full)
         return imgset_fail("out of memory for a path");
     int rc = is_directory(full) ? list_directory(full, folders, NULL)
@@ -472,19 +422,26 @@ static int list_class_folders(Store *s, FilesReader *r, const char *rel, NameLis
     return rc;
 }
 
-/* Classes from DIR/classes.txt if present, else from the given folder names; 0 or -1. */
+/* Classes from DIR/classes.txt if present (each name must be a folder name), else from the
+ * given folder names; 0 or -1. */
 static int choose_classes(Store *s, FilesReader *r, const NameList *folders, const char *what)
 {
-    NameList listed = {0};
-    int rc = read_classes_file(r->root, &listed);
+    DatasetInfo listed = {0};
+    int rc = classes_read(r->root, &listed);
+    for (int32_t i = 0; rc == 0 && i < listed.num_classes; i++)
+        if (!class_name_valid(listed.class_names[i]))
+            rc = imgset_fail("%s: %s line %d: \"%s\" cannot be a class folder's name", s->uri,
+                             CLASSES_FILE, i + 1, listed.class_names[i]);
     if (rc == 0) {
+        NameList names = {listed.class_names, (size_t)listed.num_classes,
+                          (size_t)listed.num_classes};   /* a view: listed owns the names */
         r->class_source = CLASSES_FILE;
-        rc = set_classes(s, r, &listed, CLASSES_FILE);
+        rc = set_classes(s, r, &names, CLASSES_FILE);
     } else if (rc == 1) {
         r->class_source = "the train split's class folders";
         rc = set_classes(s, r, folders, what);
     }
-    names_free(&listed);
+    dataset_info_free(&listed);
     return rc;
 }
 
@@ -633,10 +590,10 @@ static int scan_flat(Store *s, FilesReader *r, const NameList *folders, double f
 static int scan_tree(Store *s, FilesReader *r, const ScanOptions *options)
 {
     Layout layout = LAYOUT_SPLITS;
-    char *train = path_join(r->root, "train");
-    char *annotations = path_join(r->root, "val/val_annotations.txt");
-    char *test = path_join(r->root, "test");
-    char *val = path_join(r->root, "val");
+    char *train = fs_path_join(r->root, "train");
+    char *annotations = fs_path_join(r->root, "val/val_annotations.txt");
+    char *test = fs_path_join(r->root, "test");
+    char *val = fs_path_join(r->root, "val");
     if (!train || !annotations || !test || !val) {
         free(train);
         free(annotations);
@@ -1078,7 +1035,7 @@ static int files_create(Store *s, const char *location, const DatasetInfo *info)
         return -1;
     }
     for (int split = 0; split < SPLIT_COUNT; split++) {
-        char *dir = path_join(w->temp_dir, split_names[split]);
+        char *dir = fs_path_join(w->temp_dir, split_names[split]);
         if (!dir || make_folder(dir) < 0) {
             free(dir);
             files_abort(s);
@@ -1138,24 +1095,8 @@ static int files_commit(Store *s)
     encoders_stop(w, 0);   /* every queued PNG written, or the first failure kept */
     if (w->error[0])
         return imgset_fail("%s", w->error);
-    char *classes = path_join(w->temp_dir, CLASSES_FILE);
-    if (!classes)
+    if (classes_write(w->temp_dir, &s->info) < 0)
         return -1;
-    FILE *f = fopen(classes, "w");
-    if (!f) {
-        imgset_fail("%s: cannot create: %s", classes, strerror(errno));
-        free(classes);
-        return -1;
-    }
-    for (int32_t i = 0; i < s->info.num_classes; i++)
-        fprintf(f, "%s\n", s->info.class_names[i]);
-    int write_failed = ferror(f);
-    if (fclose(f) != 0 || write_failed) {
-        imgset_fail("%s: write error", classes);
-        free(classes);
-        return -1;
-    }
-    free(classes);
     struct stat st;
     if (lstat(w->final_dir, &st) == 0)
         return imgset_fail("%s: %s already exists", s->uri, w->final_dir);

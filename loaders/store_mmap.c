@@ -11,7 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "classes.h"
 #include "error.h"
+#include "fsutil.h"
 #include "npy.h"
 
 /*
@@ -28,7 +30,6 @@
 #define MARKER_MAGIC "imgset-mmap"
 #define MARKER_VERSION 1
 #define MARKER_FILE "imgset.txt"
-#define CLASSES_FILE "classes.txt"
 #define TEXT_FILE_MAX (64u << 20)        /* classes.txt / imgset.txt larger than this: refused */
 #define IMAGE_BUFFER (4u << 20)          /* stdio buffer for the image files */
 #define SMALL_BUFFER (256u << 10)        /* … and for labels, offsets, shapes */
@@ -58,17 +59,6 @@ typedef struct MmapWriter {
     NpyWriter files[SPLIT_COUNT][FILE_KINDS];
     int64_t flat_bytes[SPLIT_COUNT];   /* ragged: pixel bytes written so far */
 } MmapWriter;
-
-/* dir + "/" + name, malloc'd; NULL with imgset_fail(). */
-static char *path_join(const char *dir, const char *name)
-{
-    char *p = NULL;
-    if (asprintf(&p, "%s/%s", dir, name) < 0) {
-        imgset_fail("out of memory");
-        return NULL;
-    }
-    return p;
-}
 
 /* "<split>_<kind>.npy" */
 static void npy_file_name(char *out, size_t cap, int split, int kind)
@@ -174,7 +164,7 @@ static int64_t split_lines(char *text, size_t len, char ***lines, const char *pa
 /* DIR/imgset.txt: the magic line and the data set's name. */
 static int read_marker(const char *dir, DatasetInfo *info)
 {
-    char *path = path_join(dir, MARKER_FILE);
+    char *path = fs_path_join(dir, MARKER_FILE);
     if (!path)
         return -1;
     struct stat st;
@@ -235,32 +225,6 @@ done:
     return rc;
 }
 
-/* DIR/classes.txt: one class name per line. */
-static int read_classes(const char *dir, DatasetInfo *info)
-{
-    char *path = path_join(dir, CLASSES_FILE);
-    if (!path)
-        return -1;
-    size_t len;
-    char *text = read_text_file(path, &len);
-    char **lines = NULL;
-    int64_t n = text ? split_lines(text, len, &lines, path) : -1;
-    int rc = -1;
-    if (n < 0)
-        goto done;
-    if (n < 1 || n > IMGSET_MAX_CLASSES) {
-        imgset_fail("file %s: %lld class names (expected 1..%d, one per line)", path,
-                    (long long)n, IMGSET_MAX_CLASSES);
-        goto done;
-    }
-    rc = dataset_info_set_classes(info, (int32_t)n, (const char *const *)lines);
-done:
-    free(lines);
-    free(text);
-    free(path);
-    return rc;
-}
-
 static void reader_split_free(ReaderSplit *rs)
 {
     npy_unmap(&rs->images);
@@ -276,7 +240,7 @@ static int map_split_file(const char *dir, int split, int kind, int advice, NpyM
 {
     char name[64];
     npy_file_name(name, sizeof name, split, kind);
-    *path_out = path_join(dir, name);
+    *path_out = fs_path_join(dir, name);
     if (!*path_out)
         return -1;
     return npy_map(m, *path_out, advice);
@@ -287,7 +251,7 @@ static int split_file_exists(const char *dir, int split, int kind)
 {
     char name[64];
     npy_file_name(name, sizeof name, split, kind);
-    char *path = path_join(dir, name);
+    char *path = fs_path_join(dir, name);
     struct stat st;
     int exists = path && stat(path, &st) == 0;
     free(path);
@@ -503,7 +467,13 @@ static int mmap_open(Store *s, const char *location)
         return imgset_fail("out of memory");
     r->magic = READER_MAGIC;
     s->impl = r;
-    if (read_marker(location, &s->info) < 0 || read_classes(location, &s->info) < 0)
+    if (read_marker(location, &s->info) < 0)
+        goto fail;
+    int classes = classes_read(location, &s->info);
+    if (classes == 1)
+        imgset_fail("file %s/%s: missing (an mmap store names its classes there)", location,
+                    CLASSES_FILE);
+    if (classes != 0)
         goto fail;
     for (int split = 0; split < SPLIT_COUNT; split++)
         if (open_split(r, &s->info, location, split) < 0)
@@ -569,7 +539,7 @@ int store_mmap_split_view(Store *s, int split, MmapSplitView *view)
 /* Write a small text file (exclusively created) and fsync it; 0 or -1 naming it. */
 static int write_text_file(const char *dir, const char *name, const char *text, size_t len)
 {
-    char *path = path_join(dir, name);
+    char *path = fs_path_join(dir, name);
     if (!path)
         return -1;
     FILE *f = fopen(path, "wbx");
@@ -614,7 +584,7 @@ static void writer_free(MmapWriter *w, int remove_tmp)
                 names[2 + split * FILE_KINDS + kind] = npy_names[split * FILE_KINDS + kind];
             }
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-            char *path = path_join(w->tmp, names[i]);
+            char *path = fs_path_join(w->tmp, names[i]);
             if (path)
                 unlink(path);
             free(path);
@@ -642,32 +612,9 @@ static int write_metadata(const MmapWriter *w, const DatasetInfo *info)
     int n = asprintf(&marker, "%s %d\nname %s\n", MARKER_MAGIC, MARKER_VERSION, info->name);
     if (n < 0)
         return imgset_fail("out of memory");
-    size_t len = 0;
-    for (int32_t i = 0; i < info->num_classes; i++) {
-        const char *c = info->class_names[i];
-        if (strchr(c, '\n') || strchr(c, '\r')) {
-            free(marker);
-            return imgset_fail("mmap:%s: class name %d contains a line break (classes.txt has "
-                               "one name per line)", w->dir, i);
-        }
-        len += strlen(c) + 1;
-    }
-    char *classes = malloc(len + 1);
-    if (!classes) {
-        free(marker);
-        return imgset_fail("out of memory");
-    }
-    char *p = classes;
-    for (int32_t i = 0; i < info->num_classes; i++) {
-        size_t k = strlen(info->class_names[i]);
-        memcpy(p, info->class_names[i], k);
-        p[k] = '\n';
-        p += k + 1;
-    }
-    int rc = write_text_file(w->tmp, CLASSES_FILE, classes, len);
+    int rc = classes_write(w->tmp, info);
     if (rc == 0)
         rc = write_text_file(w->tmp, MARKER_FILE, marker, (size_t)n);
-    free(classes);
     free(marker);
     return rc;
 }
@@ -682,7 +629,7 @@ static int open_split_writers(MmapWriter *w, int split, const SplitInfo *si)
     for (int kind = 0; kind < (ragged ? FILE_KINDS : FILE_LABELS + 1); kind++) {
         char name[64];
         npy_file_name(name, sizeof name, split, kind);
-        char *path = path_join(w->tmp, name);
+        char *path = fs_path_join(w->tmp, name);
         if (!path)
             return -1;
         int rc = npy_writer_open(&w->files[split][kind], path, dtypes[kind], ndims[kind],
