@@ -48,7 +48,7 @@ ok "${tests[3]} ($acc)" bash -c "'$IMGSET' predict g.ckpt mmap:d --json p.json >
 ok "${tests[4]}" bash -c "'$EMU' train mmap:d --epochs 1 --stop-after 1 | grep -q '^device cuda'"
 digest() { "$EMU" read "$1" --device "$2" --batch 32 --workers 2 --epochs 1 --digest |
            sed -n 's/^batch digest //p'; }
-host=$(digest mmap:d host) mapped=$(digest gpummap:d cuda) copied=$(digest mmap:d cuda)
+host=$(digest mmap:d cpu) mapped=$(digest gpummap:d cuda) copied=$(digest mmap:d cuda)
 ok "${tests[5]}" test -n "$host" -a "$host" = "$mapped" -a "$host" = "$copied"
 ok "${tests[6]}" bash -c "'$EMU' bench --stores mmap,gpummap --shapes cifar10 --mode train \
     --device cuda --scale 0.004 --runs 1 --epochs 1 --batch 50 --out b >b.log 2>&1 &&

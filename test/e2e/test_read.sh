@@ -49,4 +49,11 @@ fails_with "a corrupt PNG at index 123 is named" "123\.png" \
 fails_with "batch 0 is refused" "batch" "$IMGSET" read mmap:m --batch 0
 fails_with "rank outside the world is refused" "rank 2 of world 2" "$IMGSET" read mmap:m --rank 2 --world 2
 ok "read --help" bash -c "'$IMGSET' read --help | grep -q usage"
+# --json writes every string through the one JSON writer: a URI with a quote and a backslash
+# reads back equal (it was written unescaped once).
+mkdir -p 'q"\uote' && "$IMGSET" convert mmap:m 'mmap:q"\uote/m' >/dev/null
+ok "read --json escapes the URI: JSON parses it back unchanged" bash -c "
+    '$IMGSET' read 'mmap:q\"\\uote/m' --epochs 1 --json q.json >/dev/null &&
+    '$PYTHON' -c 'import json, sys; sys.exit(json.load(open(\"q.json\"))[\"uri\"] != sys.argv[1])' \
+        'mmap:q\"\\uote/m'"
 tap_done

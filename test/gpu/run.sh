@@ -120,7 +120,7 @@ for shape in cifar10 tinyimagenet; do
 done
 
 # The three ways to the GPU, as `imgset read` options after the URI scheme.
-paths=("mmap|host|mmap (host, CPU float)"
+paths=("mmap|cpu|mmap (host, CPU float)"
        "gpummap|cuda|gpummap (GPU gathers, zero-copy)"
        "mmap|cuda|mmap --device cuda (pinned + memcpy)")
 json_number() { sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p" "$1"; }
@@ -139,7 +139,7 @@ for shape in cifar10 tinyimagenet; do
         { echo "== $shape: $label (status $rc)"; cat "$log"; cat "$json" 2>/dev/null; } >>"$OUT/read.log"
         if [ "$rc" -eq 0 ]; then
             gbs=$(json_number "$json" h2d_gb_per_s)
-            [ "$device" = host ] && gbs=-
+            [ "$device" = cpu ] && gbs=-
             rate=$(json_number "$json" median_images_per_s)
             rows+=("$(printf '%-13s %-40s %12.0f %10s' "$shape" "$label" "${rate:-0}" "$gbs")")
         else

@@ -19,12 +19,14 @@
 #include "digest.h"
 #include "clock.h"
 #include "error.h"
+#include "json.h"
 #include "fsutil.h"
 #include "generate.h"
 #ifdef IMGSET_HAVE_CUDA
 #include "gpu.h"
 #endif
 #include "loader.h"
+#include "measure.h"
 #include "model.h"
 #include "pgserver.h"
 #include "progress.h"
@@ -398,25 +400,12 @@ static void read_options(const BenchArgs *a, const char *shape, const char *stor
 /* One epoch through the loader: images/s, MB/s and mean wait per batch. */
 static int read_epoch(Loader *l, uint64_t epoch, double *rate, double *mbps, double *wait_ms)
 {
-    if (loader_start_epoch(l, epoch, 0) < 0)
+    EpochStats st;
+    if (measure_epoch(l, epoch, NULL, NULL, NULL, &st) < 0)
         return -1;
-    const Batch *b;
-    int got;
-    int64_t images = 0, batches = 0;
-    double wait = 0, t0 = monotonic_seconds();
-    while ((got = loader_next(l, &b)) == 1) {
-        images += b->count;
-        wait += b->wait_seconds;
-        batches++;
-        if (interrupted())
-            return imgset_fail("interrupted");
-    }
-    double seconds = monotonic_seconds() - t0;
-    if (got < 0)
-        return -1;
-    *rate = (double)images / seconds;
-    *mbps = *rate * (double)image_shape_bytes(loader_shape(l)) / 1e6;
-    *wait_ms = batches ? 1e3 * wait / (double)batches : 0;
+    *rate = epoch_images_per_s(&st);
+    *mbps = epoch_mb_per_s(&st, image_shape_bytes(loader_shape(l)));
+    *wait_ms = epoch_wait_ms(&st);
     return 0;
 }
 
@@ -622,13 +611,18 @@ static void csv_row(FILE *f, const char *store, const char *shape, const char *m
                 s->max, unit);
 }
 
-static void json_spread(FILE *f, const char *name, const Spread *s, int last)
+/* "name": {"median": …, "min": …, "max": …}, or null when nothing was measured. */
+static void json_spread(Json *j, const char *name, const Spread *s)
 {
-    if (s->n)
-        fprintf(f, "\"%s\": {\"median\": %.6g, \"min\": %.6g, \"max\": %.6g}%s", name, s->median,
-                s->min, s->max, last ? "" : ", ");
-    else
-        fprintf(f, "\"%s\": null%s", name, last ? "" : ", ");
+    if (!s->n) {
+        json_string(j, name, NULL);
+        return;
+    }
+    json_object_begin(j, name);
+    json_number(j, "median", "%.6g", s->median);
+    json_number(j, "min", "%.6g", s->min);
+    json_number(j, "max", "%.6g", s->max);
+    json_object_end(j);
 }
 
 /* One column of results.dat: the median, or NaN (gnuplot's "missing") for an n/a cell. */
@@ -810,34 +804,47 @@ static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
     f = fopen(path, "w");
     if (!f)
         return imgset_fail("%s: %s", path, strerror(errno));
-    fprintf(f, "{\"machine\": \"%s\", \"runs\": %d, \"epochs\": %d, \"cache\": \"%s\", "
-               "\"batch\": %d, \"threads\": %d, \"workers\": %d, \"scale\": %g, \"cells\": [",
-            machine, a->runs, a->epochs, a->cold ? "cold" : "warm", a->batch, a->threads,
-            a->workers, a->scale);
-    int first = 1;
+    Json j;
+    json_start(&j, f, 0);
+    json_object_begin(&j, NULL);
+    json_string(&j, "machine", machine);
+    json_int(&j, "runs", a->runs);
+    json_int(&j, "epochs", a->epochs);
+    json_string(&j, "cache", a->cold ? "cold" : "warm");
+    json_int(&j, "batch", a->batch);
+    json_int(&j, "threads", a->threads);
+    json_int(&j, "workers", a->workers);
+    json_number(&j, "scale", "%g", a->scale);
+    json_array_begin(&j, "cells");
     for (int i = 0; i < a->nstores; i++)
-        for (int j = 0; j < a->nshapes; j++) {
-            const Cell *c = &cells[i][j];
-            fprintf(f, "%s\n  {\"store\": \"%s\", \"shape\": \"%s\", \"model\": \"%s\", "
-                       "\"train_images\": %lld, \"device\": \"%s\", \"note\": \"%s\", "
-                       "\"write_seconds\": %.6g, ",
-                    first ? "" : ",", a->stores[i], a->shapes[j], model_for(a->shapes[j]),
-                    (long long)counts[j][0], c->device ? c->device : "", c->note,
-                    c->write_seconds);
-            first = 0;
-            json_spread(f, "epoch_seconds", &c->epoch_seconds, 0);
-            json_spread(f, "train_images_per_s", &c->train_rate, 0);
-            json_spread(f, "au", &c->au, 0);
-            json_spread(f, "train_data_wait_seconds", &c->train_wait, 0);
-            json_spread(f, "train_compute_seconds", &c->train_compute, 0);
-            json_spread(f, "train_h2d_gb_per_s", &c->h2d_gbps, 0);
-            json_spread(f, "read_images_per_s", &c->read_rate, 0);
-            json_spread(f, "read_mb_per_s", &c->read_mbps, 0);
-            json_spread(f, "read_wait_ms_per_batch", &c->read_wait_ms, 1);
-            fprintf(f, "}");
+        for (int k = 0; k < a->nshapes; k++) {
+            const Cell *c = &cells[i][k];
+            json_raw(&j, "\n  ");
+            json_object_begin(&j, NULL);
+            json_string(&j, "store", a->stores[i]);
+            json_string(&j, "shape", a->shapes[k]);
+            json_string(&j, "model", model_for(a->shapes[k]));
+            json_int(&j, "train_images", (long long)counts[k][0]);
+            json_string(&j, "device", c->device ? c->device : "");
+            json_string(&j, "note", c->note);
+            json_number(&j, "write_seconds", "%.6g", c->write_seconds);
+            json_spread(&j, "epoch_seconds", &c->epoch_seconds);
+            json_spread(&j, "train_images_per_s", &c->train_rate);
+            json_spread(&j, "au", &c->au);
+            json_spread(&j, "train_data_wait_seconds", &c->train_wait);
+            json_spread(&j, "train_compute_seconds", &c->train_compute);
+            json_spread(&j, "train_h2d_gb_per_s", &c->h2d_gbps);
+            json_spread(&j, "read_images_per_s", &c->read_rate);
+            json_spread(&j, "read_mb_per_s", &c->read_mbps);
+            json_spread(&j, "read_wait_ms_per_batch", &c->read_wait_ms);
+            json_object_end(&j);
         }
-    fprintf(f, "\n]}\n");
-    return fclose(f) == 0 ? 0 : imgset_fail("%s: write failed", path);
+    json_raw(&j, "\n");
+    json_array_end(&j);
+    json_object_end(&j);
+    json_raw(&j, "\n");
+    int bad = json_end(&j) < 0;
+    return fclose(f) == 0 && !bad ? 0 : imgset_fail("%s: write failed", path);
 }
 
 /* ---- the run --------------------------------------------------------------------------- */

@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "error.h"
+#include "json.h"
 #include "gpu.h"
 #include "loader.h"
 #include "metrics.h"
@@ -251,30 +252,6 @@ typedef struct Predictions {
     float *logits;      /* (count, K) */
 } Predictions;
 
-/* Print a float that reads back as the same float32 (JSON has no NaN / Infinity: null). */
-static void json_float(FILE *f, float x)
-{
-    if (isfinite(x))
-        fprintf(f, "%.9g", (double)x);
-    else
-        fputs("null", f);
-}
-
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 static int write_predict_json(const char *path, const PredictArgs *a, const ModelSpec *spec,
                               const Predictions *p, int64_t correct, double wall,
                               double compute)
@@ -283,34 +260,46 @@ static int write_predict_json(const char *path, const PredictArgs *a, const Mode
     if (!f)
         return imgset_fail("%s: cannot write: %s", path, strerror(errno));
     int K = spec->classes;
-    fputs("{\"checkpoint\": ", f);
-    json_string(f, a->checkpoint);
-    fputs(", \"uri\": ", f);
-    json_string(f, a->uri);
-    fprintf(f, ", \"split\": \"%s\", \"arch\": \"%s\", \"channels\": %d, \"height\": %d, "
-               "\"width\": %d, \"classes\": %d, \"batch\": %d, \"threads\": %d, "
-               "\"device\": \"%s\", \"blas\": ",
-            split_names[a->split], spec->arch, spec->channels, spec->height, spec->width, K,
-            a->batch, a->threads, a->device == MODEL_CUDA ? "cuda" : "cpu");
-    json_string(f, model_blas_core());
-    fprintf(f, ", \"images\": %lld, \"correct\": %lld, \"accuracy\": %.6f, "
-               "\"wall_seconds\": %.6f, \"compute_seconds\": %.6f, \"images_per_s\": %.2f, "
-               "\"predictions\": [",
-            (long long)p->count, (long long)correct,
-            p->count ? (double)correct / (double)p->count : 0.0, wall, compute,
-            wall > 0 ? (double)p->count / wall : 0.0);
+    Json j;
+    json_start(&j, f, 0);
+    json_object_begin(&j, NULL);
+    json_string(&j, "checkpoint", a->checkpoint);
+    json_string(&j, "uri", a->uri);
+    json_string(&j, "split", split_names[a->split]);
+    json_string(&j, "arch", spec->arch);
+    json_int(&j, "channels", spec->channels);
+    json_int(&j, "height", spec->height);
+    json_int(&j, "width", spec->width);
+    json_int(&j, "classes", K);
+    json_int(&j, "batch", a->batch);
+    json_int(&j, "threads", a->threads);
+    json_string(&j, "device", a->device == MODEL_CUDA ? "cuda" : "cpu");
+    json_string(&j, "blas", model_blas_core());
+    json_int(&j, "images", (long long)p->count);
+    json_int(&j, "correct", (long long)correct);
+    json_number(&j, "accuracy", "%.6f", p->count ? (double)correct / (double)p->count : 0.0);
+    json_number(&j, "wall_seconds", "%.6f", wall);
+    json_number(&j, "compute_seconds", "%.6f", compute);
+    json_number(&j, "images_per_s", "%.2f", wall > 0 ? (double)p->count / wall : 0.0);
+    json_array_begin(&j, "predictions");
     for (int64_t i = 0; i < p->count; i++) {
-        fprintf(f, "%s\n  {\"index\": %lld, \"label\": %d, \"class\": %d, \"logits\": [",
-                i ? "," : "", (long long)p->index[i], p->label[i], p->class[i]);
-        for (int k = 0; k < K; k++) {
-            if (k)
-                fputs(", ", f);
-            json_float(f, p->logits[(size_t)i * K + k]);
-        }
-        fputs("]}", f);
+        json_raw(&j, "\n  ");
+        json_object_begin(&j, NULL);
+        json_int(&j, "index", (long long)p->index[i]);
+        json_int(&j, "label", p->label[i]);
+        json_int(&j, "class", p->class[i]);
+        json_array_begin(&j, "logits");
+        for (int k = 0; k < K; k++)   /* %.9g reads back as the same float32 */
+            json_number(&j, NULL, "%.9g", p->logits[(size_t)i * K + k]);
+        json_array_end(&j);
+        json_object_end(&j);
     }
-    fputs("\n]}\n", f);
-    return fclose(f) == 0 ? 0 : imgset_fail("%s: write failed", path);
+    json_raw(&j, "\n");
+    json_array_end(&j);
+    json_object_end(&j);
+    json_raw(&j, "\n");
+    int bad = json_end(&j) < 0;
+    return fclose(f) == 0 && !bad ? 0 : imgset_fail("%s: write failed", path);
 }
 
 int cmd_predict(int argc, char **argv)

@@ -12,8 +12,11 @@
 #include "clock.h"
 #include "error.h"
 #include "gpu.h"
+#include "json.h"
 #include "loader.h"
-#include "progress.h"
+#include "measure.h"
+#include "model.h"
+#include "train.h"
 
 static void read_usage(FILE *out)
 {
@@ -21,7 +24,7 @@ static void read_usage(FILE *out)
             "usage: imgset read URI [--split S] [--batch B] [--epochs E] [--workers W]\n"
             "                   [--size N|HxW] [--float] [--augment] [--seed S] [--no-shuffle]\n"
             "                   [--drop-last] [--rank R --world N] [--cold] [--digest]\n"
-            "                   [--device host|cuda] [--json FILE]\n\n"
+            "                   [--device cpu|cuda|auto] [--json FILE]\n\n"
             "Read batches through the loader only (no training) and report per epoch: images/s,\n"
             "MB/s of pixels delivered, mean data-wait per batch, first-batch latency; peak RSS.\n"
             "  --split S     train (default) or test\n"
@@ -35,26 +38,30 @@ static void read_usage(FILE *out)
             "                allows (drop_caches as root, else POSIX_FADV_DONTNEED per file)\n"
             "  --digest      print a digest of the whole batch sequence (indices, labels,\n"
             "                pixels): equal across stores and worker counts for one seed\n"
-            "  --device D    host (default), or cuda: batches land in GPU memory (gpummap:\n"
-            "                stores are gathered by the GPU, others copied from pinned memory;\n"
-            "                --float normalises on the GPU); adds host-to-device GB/s\n"
+            "  --device D    cpu (default): batches in host memory; cuda: in GPU memory\n"
+            "                (gpummap: stores are gathered by the GPU, others copied from pinned\n"
+            "                memory; --float normalises on the GPU), adding host-to-device GB/s;\n"
+            "                auto: cuda where a device is, else cpu (as train and predict)\n"
             "  --json FILE   the same numbers as JSON\n");
 }
 
-typedef struct EpochStats {
-    int64_t images;
-    double seconds, wait_seconds, first_batch_seconds;
-    double copy_seconds;      /* host-to-device transfers (--device cuda) */
-    int64_t batches;
-} EpochStats;
+/* What the command line asked for. */
+typedef struct ReadArgs {
+    const char *uri;
+    LoaderOptions loader;
+    long long epochs;
+    int cold, digest;
+    const char *json;
+} ReadArgs;
 
-static int compare_double(const void *a, const void *b)
+/* Clamp a parsed count into an int32 option. */
+static int32_t clamp32(long long v)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    return (int32_t)(v > 1 << 20 ? 1 << 20 : v);
 }
 
-int cmd_read(int argc, char **argv)
+/* Parse argv into a; 0, or the exit status (2: bad usage, message printed; -1: --help). */
+static int parse_read_args(int argc, char **argv, ReadArgs *a)
 {
     static const struct option opts[] = {
         {"split", required_argument, 0, 'p'},   {"batch", required_argument, 0, 'b'},
@@ -68,70 +75,62 @@ int cmd_read(int argc, char **argv)
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    LoaderOptions o;
-    loader_options_default(&o);
-    o.workers = 2;
-    long long epochs = 3, v;
-    int cold = 0, want_digest = 0;
-    const char *json_path = NULL;
-    int c;
+    memset(a, 0, sizeof *a);
+    LoaderOptions *o = &a->loader;
+    loader_options_default(o);
+    o->workers = 2;
+    a->epochs = 3;
+    long long v;
+    int c, device = MODEL_CPU;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'p':
-            if ((o.split = split_from_name(optarg)) < 0)
-                return fprintf(stderr, "imgset read: %s\n", imgset_error()), 2;
+            if ((o->split = split_from_name(optarg)) < 0)
+                return cli_error("read", imgset_error()), 2;
             break;
         case 'b':
             if ((v = cli_parse_count("read", "--batch", optarg)) < 0) return 2;
-            if (v < 1) return fprintf(stderr, "imgset read: --batch must be at least 1\n"), 2;
-            o.batch_size = (int32_t)(v > 1 << 20 ? 1 << 20 : v);
+            if (v < 1) return cli_error("read", "--batch must be at least 1"), 2;
+            o->batch_size = clamp32(v);
             break;
         case 'e':
-            if ((epochs = cli_parse_count("read", "--epochs", optarg)) < 0) return 2;
-            if (epochs < 1) return fprintf(stderr, "imgset read: --epochs must be at least 1\n"), 2;
+            if ((a->epochs = cli_parse_count("read", "--epochs", optarg)) < 0) return 2;
+            if (a->epochs < 1) return cli_error("read", "--epochs must be at least 1"), 2;
             break;
         case 'w':
             if ((v = cli_parse_count("read", "--workers", optarg)) < 0) return 2;
-            o.workers = (int)(v > 256 ? 257 : v);
+            o->workers = (int)(v > 256 ? 257 : v);
             break;
         case 'z':
-            if (sscanf(optarg, "%dx%d", &o.height, &o.width) != 2) {
+            if (sscanf(optarg, "%dx%d", &o->height, &o->width) != 2) {
                 if ((v = cli_parse_count("read", "--size", optarg)) < 1) return 2;
-                o.height = o.width = (int32_t)(v > 1 << 20 ? 1 << 20 : v);
+                o->height = o->width = clamp32(v);
             }
             break;
-        case 'f': o.want_float = 1; break;
-        case 'a': o.augment = 1; break;
+        case 'f': o->want_float = 1; break;
+        case 'a': o->augment = 1; break;
         case 's':
             if ((v = cli_parse_count("read", "--seed", optarg)) < 0) return 2;
-            o.seed = (uint64_t)v;
+            o->seed = (uint64_t)v;
             break;
-        case 'n': o.shuffle = 0; break;
-        case 'd': o.drop_last = 1; break;
+        case 'n': o->shuffle = 0; break;
+        case 'd': o->drop_last = 1; break;
         case 'r':
             if ((v = cli_parse_count("read", "--rank", optarg)) < 0) return 2;
-            o.rank = (int32_t)(v > 1 << 20 ? 1 << 20 : v);
+            o->rank = clamp32(v);
             break;
         case 'W':
             if ((v = cli_parse_count("read", "--world", optarg)) < 0) return 2;
-            if (v < 1) return fprintf(stderr, "imgset read: --world must be at least 1\n"), 2;
-            o.world = (int32_t)(v > 1 << 20 ? 1 << 20 : v);
+            if (v < 1) return cli_error("read", "--world must be at least 1"), 2;
+            o->world = clamp32(v);
             break;
-        case 'c': cold = 1; break;
-        case 'g': want_digest = 1; break;
-        case 'j': json_path = optarg; break;
+        case 'c': a->cold = 1; break;
+        case 'g': a->digest = 1; break;
+        case 'j': a->json = optarg; break;
         case 'D':
-            if (strcmp(optarg, "host") == 0) {
-                o.device = LOADER_HOST;
-            } else if (strcmp(optarg, "cuda") == 0) {
-                o.device = LOADER_CUDA;
-            } else {
-                fprintf(stderr, "imgset read: --device must be host or cuda, not \"%s\"\n",
-                        optarg);
-                return 2;
-            }
+            if ((device = cli_parse_device("read", optarg, 1)) == -2) return 2;
             break;
-        case 'h': read_usage(stdout); return 0;
+        case 'h': read_usage(stdout); return -1;
         default: read_usage(stderr); return 2;
         }
     }
@@ -139,169 +138,235 @@ int cmd_read(int argc, char **argv)
         read_usage(stderr);
         return 2;
     }
-    const char *uri = argv[optind];
-    const char *cache_note = cold ? cli_drop_cache(uri) : "warm: one untimed epoch first";
-
-    double t_open = monotonic_seconds();
-    Loader *l = loader_open(uri, &o);
-    if (!l)
-        return cli_error("read", imgset_error());
-    double open_seconds = monotonic_seconds() - t_open;
-    ImageShape shape = loader_shape(l);
-    const char *device = o.device == LOADER_CUDA ? "cuda" : "host";
-    printf("read %s  split %s  batch %d  workers %d  image %dx%dx%d  %lld batches/epoch  "
-           "device %s\n%s\n", uri, split_names[o.split], o.batch_size, o.workers, shape.height,
-           shape.width, shape.channels, (long long)loader_batches(l), device, cache_note);
-    printf("%6s %10s %9s %11s %9s %13s %12s%s\n", "epoch", "images", "seconds", "images/s",
-           "MB/s", "wait/batch ms", "first ms", o.device == LOADER_CUDA ? "   h2d GB/s" : "");
-    size_t image_bytes = image_shape_bytes(shape);
-    uint8_t *download = NULL;    /* host copy of a batch gathered on the device, for --digest */
-
-    XXH3_state_t *digest = want_digest ? XXH3_createState() : NULL;
-    if (digest)
-        XXH3_128bits_reset(digest);
-    EpochStats *stats = calloc((size_t)epochs, sizeof *stats);
-    int rc = 0;
-    int warmup = cold ? 0 : 1;
-    for (long long e = -warmup; e < epochs && rc == 0; e++) {
-        uint64_t epoch = (uint64_t)(e < 0 ? 0 : e);
-        Progress bar;
-        progress_start(&bar, e < 0 ? "warm-up" : "read");
-        if (loader_start_epoch(l, epoch, 0) < 0) {
-            rc = -1;
-            break;
-        }
-        EpochStats st = {0};
-        double start = monotonic_seconds();
-        const Batch *b;
-        int got;
-        while ((got = loader_next(l, &b)) == 1) {
-            if (st.batches == 0)
-                st.first_batch_seconds = monotonic_seconds() - start;
-            st.images += b->count;
-            st.wait_seconds += b->wait_seconds;
-            st.copy_seconds += b->copy_seconds;
-            st.batches++;
-            if (digest && e >= 0) {
-                const uint8_t *pixels = b->pixels;
+    a->uri = argv[optind];
 #ifdef IMGSET_HAVE_CUDA
-                if (!pixels && b->device_pixels) {
-                    if (!download && !(download = malloc((size_t)o.batch_size * image_bytes))) {
-                        imgset_fail("out of memory for the digest's batch copy");
-                        got = -1;
-                        break;
-                    }
-                    if (gpu_download(download, b->device_pixels,
-                                     (size_t)b->count * image_bytes) < 0) {
-                        got = -1;
-                        break;
-                    }
-                    pixels = download;
-                }
+    if (device == TRAIN_AUTO)
+        device = gpu_require_device("read") == 0 ? MODEL_CUDA : MODEL_CPU;
 #endif
-                XXH3_128bits_update(digest, b->indices, (size_t)b->count * sizeof *b->indices);
-                XXH3_128bits_update(digest, b->labels, (size_t)b->count * sizeof *b->labels);
-                XXH3_128bits_update(digest, pixels, (size_t)b->count * image_bytes);
-            }
-            if (progress_update(&bar, st.batches, loader_batches(l))) {
-                imgset_fail("interrupted");
-                got = -1;
-                break;
-            }
-        }
-        st.seconds = monotonic_seconds() - start;
-        progress_finish(&bar);
-        if (got < 0) {
-            rc = -1;
-            break;
-        }
-        if (e < 0)
-            continue;
-        stats[e] = st;
-        double mb = (double)st.images * (double)image_bytes / 1e6;
-        printf("%6lld %10lld %9.3f %11.0f %9.1f %13.3f %12.2f", e, (long long)st.images,
-               st.seconds, st.images / st.seconds, mb / st.seconds,
-               st.batches ? 1e3 * st.wait_seconds / (double)st.batches : 0,
-               1e3 * st.first_batch_seconds);
-        if (o.device == LOADER_CUDA)
-            printf(" %11.2f", st.copy_seconds > 0 ? mb / 1e3 / st.copy_seconds : 0);
-        printf("\n");
-    }
-    free(download);
-    if (rc < 0) {
-        fprintf(stderr, "imgset read: %s\n", imgset_error());
-        free(stats);
-        if (digest)
-            XXH3_freeState(digest);
-        loader_close(l);
-        return 1;
-    }
+    if (device == TRAIN_AUTO)
+        device = MODEL_CPU;
+    o->device = device == MODEL_CUDA ? LOADER_CUDA : LOADER_HOST;
+    return 0;
+}
 
-    double *rates = malloc((size_t)epochs * sizeof *rates);
-    for (long long e = 0; e < epochs; e++)
-        rates[e] = stats[e].images / stats[e].seconds;
-    qsort(rates, (size_t)epochs, sizeof *rates, compare_double);
-    double median = epochs % 2 ? rates[epochs / 2] : (rates[epochs / 2 - 1] + rates[epochs / 2]) / 2;
+/* The digest of a batch sequence: indices, labels and pixels of every batch, in order
+ * (batches delivered in GPU memory are downloaded first). */
+typedef struct Digest {
+    XXH3_state_t *state;
+    size_t image_bytes;
+    uint8_t *download;    /* host copy of a batch gathered on the device */
+    size_t download_cap;
+} Digest;
+
+static int digest_batch(void *ctx, const Batch *b)
+{
+    Digest *d = ctx;
+    size_t bytes = (size_t)b->count * d->image_bytes;
+    const uint8_t *pixels = b->pixels;
+#ifdef IMGSET_HAVE_CUDA
+    if (!pixels && b->device_pixels) {
+        if (bytes > d->download_cap) {
+            free(d->download);
+            if (!(d->download = malloc(bytes)))
+                return imgset_fail("out of memory for the digest's batch copy");
+            d->download_cap = bytes;
+        }
+        if (gpu_download(d->download, b->device_pixels, bytes) < 0)
+            return -1;
+        pixels = d->download;
+    }
+#endif
+    XXH3_128bits_update(d->state, b->indices, (size_t)b->count * sizeof *b->indices);
+    XXH3_128bits_update(d->state, b->labels, (size_t)b->count * sizeof *b->labels);
+    XXH3_128bits_update(d->state, pixels, bytes);
+    return 0;
+}
+
+/* What the whole run measured, for the summary and the JSON. */
+typedef struct ReadResult {
+    ImageShape shape;
+    size_t image_bytes;
+    int64_t batches_per_epoch;
+    double open_seconds, peak_rss_mb;
+    double median, min, max;         /* images/s over the timed epochs */
+    double copy_seconds, copied_gb;  /* host-to-device over every timed epoch */
+    const char *cache_note;
+    char digest[33];                 /* hex, "" without --digest */
+    EpochStats *epochs;              /* (args.epochs) */
+} ReadResult;
+
+static int compare_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The per-epoch line of the table. */
+static void print_epoch(const ReadArgs *a, const ReadResult *r, long long e)
+{
+    const EpochStats *st = &r->epochs[e];
+    double mb = (double)st->images * (double)r->image_bytes / 1e6;
+    printf("%6lld %10lld %9.3f %11.0f %9.1f %13.3f %12.2f", e, (long long)st->images, st->seconds,
+           epoch_images_per_s(st), epoch_mb_per_s(st, r->image_bytes), epoch_wait_ms(st),
+           1e3 * st->first_batch_seconds);
+    if (a->loader.device == LOADER_CUDA)
+        printf(" %11.2f", st->copy_seconds > 0 ? mb / 1e3 / st->copy_seconds : 0);
+    printf("\n");
+}
+
+/* One untimed warm-up epoch (unless cold), then the timed epochs into r->epochs, each
+ * printed; the digest (when asked) covers the timed epochs. 0 or -1. */
+static int read_epochs(const ReadArgs *a, Loader *l, ReadResult *r)
+{
+    Digest d = {a->digest ? XXH3_createState() : NULL, r->image_bytes, NULL, 0};
+    if (a->digest && !d.state)
+        return imgset_fail("out of memory for the digest");
+    if (d.state)
+        XXH3_128bits_reset(d.state);
+    int rc = 0;
+    EpochStats warm;
+    if (!a->cold)
+        rc = measure_epoch(l, 0, "warm-up", NULL, NULL, &warm);
+    for (long long e = 0; e < a->epochs && rc == 0; e++) {
+        rc = measure_epoch(l, (uint64_t)e, "read", d.state ? digest_batch : NULL, &d,
+                           &r->epochs[e]);
+        if (rc == 0)
+            print_epoch(a, r, e);
+    }
+    if (rc == 0 && d.state) {
+        XXH128_hash_t h = XXH3_128bits_digest(d.state);
+        snprintf(r->digest, sizeof r->digest, "%016llx%016llx", (unsigned long long)h.high64,
+                 (unsigned long long)h.low64);
+    }
+    if (d.state)
+        XXH3_freeState(d.state);
+    free(d.download);
+    return rc;
+}
+
+/* Median, spread, host-to-device totals and peak RSS of the timed epochs. 0 or -1. */
+static int summarise(const ReadArgs *a, ReadResult *r)
+{
+    double *rates = malloc((size_t)a->epochs * sizeof *rates);
+    if (!rates)
+        return imgset_fail("out of memory");
+    for (long long e = 0; e < a->epochs; e++) {
+        rates[e] = epoch_images_per_s(&r->epochs[e]);
+        r->copy_seconds += r->epochs[e].copy_seconds;
+        r->copied_gb += (double)r->epochs[e].images * (double)r->image_bytes / 1e9;
+    }
+    qsort(rates, (size_t)a->epochs, sizeof *rates, compare_double);
+    long long n = a->epochs;
+    r->median = n % 2 ? rates[n / 2] : (rates[n / 2 - 1] + rates[n / 2]) / 2;
+    r->min = rates[0], r->max = rates[n - 1];
+    free(rates);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double peak_rss_mb = (double)ru.ru_maxrss / 1024.0;
+    r->peak_rss_mb = (double)ru.ru_maxrss / 1024.0;
+    return 0;
+}
+
+static void print_summary(const ReadArgs *a, const ReadResult *r)
+{
     printf("median %.0f images/s (min %.0f, max %.0f), %.1f MB/s; open %.3f s; peak RSS %.0f MB\n",
-           median, rates[0], rates[epochs - 1], median * image_bytes / 1e6, open_seconds,
-           peak_rss_mb);
-    /* Host-to-device rate over every timed epoch: bytes moved / time spent moving them. */
-    double copy_seconds = 0, copied_gb = 0;
-    for (long long e = 0; e < epochs; e++) {
-        copy_seconds += stats[e].copy_seconds;
-        copied_gb += (double)stats[e].images * (double)image_bytes / 1e9;
-    }
-    double h2d_gb_per_s = copy_seconds > 0 ? copied_gb / copy_seconds : 0;
-    if (o.device == LOADER_CUDA)
+           r->median, r->min, r->max, r->median * (double)r->image_bytes / 1e6, r->open_seconds,
+           r->peak_rss_mb);
+    if (a->loader.device == LOADER_CUDA)
         printf("host to device %.2f GB/s (%.3f s of copies for %.3f GB, %.3f ms per batch)\n",
-               h2d_gb_per_s, copy_seconds, copied_gb,
-               1e3 * copy_seconds / (double)(epochs * loader_batches(l)));
-    char digest_hex[33] = "";
-    if (digest) {
-        XXH128_hash_t h = XXH3_128bits_digest(digest);
-        snprintf(digest_hex, sizeof digest_hex, "%016llx%016llx", (unsigned long long)h.high64,
-                 (unsigned long long)h.low64);
-        printf("batch digest %s\n", digest_hex);
-        XXH3_freeState(digest);
+               r->copy_seconds > 0 ? r->copied_gb / r->copy_seconds : 0, r->copy_seconds,
+               r->copied_gb,
+               1e3 * r->copy_seconds / (double)(a->epochs * r->batches_per_epoch));
+    if (r->digest[0])
+        printf("batch digest %s\n", r->digest);
+}
+
+/* The same numbers as JSON (keys documented in the README). 0 or -1. */
+static int write_read_json(const ReadArgs *a, const ReadResult *r)
+{
+    FILE *f = fopen(a->json, "w");
+    if (!f)
+        return imgset_fail("%s: cannot write: %m", a->json);
+    const LoaderOptions *o = &a->loader;
+    Json j;
+    json_start(&j, f, 0);
+    json_object_begin(&j, NULL);
+    json_string(&j, "uri", a->uri);
+    json_string(&j, "split", split_names[o->split]);
+    json_int(&j, "batch", o->batch_size);
+    json_int(&j, "workers", o->workers);
+    json_string(&j, "device", o->device == LOADER_CUDA ? "cuda" : "cpu");
+    json_number(&j, "h2d_gb_per_s", "%.3f",
+                r->copy_seconds > 0 ? r->copied_gb / r->copy_seconds : 0);
+    json_number(&j, "h2d_seconds", "%.6f", r->copy_seconds);
+    json_array_begin(&j, "image");
+    json_int(&j, NULL, r->shape.height);
+    json_int(&j, NULL, r->shape.width);
+    json_int(&j, NULL, r->shape.channels);
+    json_array_end(&j);
+    json_bool(&j, "cold", a->cold);
+    json_string(&j, "cache", r->cache_note);
+    json_number(&j, "open_seconds", "%.6f", r->open_seconds);
+    json_number(&j, "peak_rss_mb", "%.1f", r->peak_rss_mb);
+    json_number(&j, "median_images_per_s", "%.1f", r->median);
+    json_number(&j, "min_images_per_s", "%.1f", r->min);
+    json_number(&j, "max_images_per_s", "%.1f", r->max);
+    json_string(&j, "digest", r->digest);
+    json_array_begin(&j, "epochs");
+    for (long long e = 0; e < a->epochs; e++) {
+        const EpochStats *st = &r->epochs[e];
+        json_object_begin(&j, NULL);
+        json_int(&j, "epoch", e);
+        json_int(&j, "images", (long long)st->images);
+        json_number(&j, "seconds", "%.6f", st->seconds);
+        json_number(&j, "images_per_s", "%.1f", epoch_images_per_s(st));
+        json_number(&j, "mb_per_s", "%.3f", epoch_mb_per_s(st, r->image_bytes));
+        json_number(&j, "mean_wait_ms", "%.4f", epoch_wait_ms(st));
+        json_number(&j, "first_batch_ms", "%.4f", 1e3 * st->first_batch_seconds);
+        json_number(&j, "h2d_seconds", "%.6f", st->copy_seconds);
+        json_object_end(&j);
     }
-    if (json_path) {
-        FILE *j = fopen(json_path, "w");
-        if (!j) {
-            perror(json_path);
-            rc = -1;
-        } else {
-            fprintf(j, "{\"uri\": \"%s\", \"split\": \"%s\", \"batch\": %d, \"workers\": %d, "
-                       "\"device\": \"%s\", \"h2d_gb_per_s\": %.3f, \"h2d_seconds\": %.6f, "
-                       "\"image\": [%d, %d, %d], \"cold\": %s, \"cache\": \"%s\", "
-                       "\"open_seconds\": %.6f, \"peak_rss_mb\": %.1f, "
-                       "\"median_images_per_s\": %.1f, \"min_images_per_s\": %.1f, "
-                       "\"max_images_per_s\": %.1f, \"digest\": \"%s\", \"epochs\": [",
-                    uri, split_names[o.split], o.batch_size, o.workers, device, h2d_gb_per_s,
-                    copy_seconds, shape.height, shape.width, shape.channels,
-                    cold ? "true" : "false", cache_note, open_seconds, peak_rss_mb, median,
-                    rates[0], rates[epochs - 1], digest_hex);
-            for (long long e = 0; e < epochs; e++) {
-                const EpochStats *st = &stats[e];
-                fprintf(j, "%s{\"epoch\": %lld, \"images\": %lld, \"seconds\": %.6f, "
-                           "\"images_per_s\": %.1f, \"mb_per_s\": %.3f, "
-                           "\"mean_wait_ms\": %.4f, \"first_batch_ms\": %.4f, "
-                           "\"h2d_seconds\": %.6f}",
-                        e ? ", " : "", e, (long long)st->images, st->seconds,
-                        st->images / st->seconds,
-                        st->images * (double)image_bytes / 1e6 / st->seconds,
-                        st->batches ? 1e3 * st->wait_seconds / (double)st->batches : 0,
-                        1e3 * st->first_batch_seconds, st->copy_seconds);
-            }
-            fprintf(j, "]}\n");
-            if (fclose(j) != 0)
-                rc = -1;
-        }
+    json_array_end(&j);
+    json_object_end(&j);
+    json_raw(&j, "\n");
+    int bad = json_end(&j) < 0;
+    return fclose(f) == 0 && !bad ? 0 : imgset_fail("%s: write failed", a->json);
+}
+
+int cmd_read(int argc, char **argv)
+{
+    ReadArgs a;
+    int usage = parse_read_args(argc, argv, &a);
+    if (usage)
+        return usage < 0 ? 0 : usage;
+    ReadResult r = {0};
+    r.cache_note = a.cold ? cli_drop_cache(a.uri) : "warm: one untimed epoch first";
+    double t_open = monotonic_seconds();
+    Loader *l = loader_open(a.uri, &a.loader);
+    if (!l)
+        return cli_error("read", imgset_error());
+    r.open_seconds = monotonic_seconds() - t_open;
+    r.shape = loader_shape(l);
+    r.image_bytes = image_shape_bytes(r.shape);
+    r.batches_per_epoch = loader_batches(l);
+    printf("read %s  split %s  batch %d  workers %d  image %dx%dx%d  %lld batches/epoch  "
+           "device %s\n%s\n", a.uri, split_names[a.loader.split], a.loader.batch_size,
+           a.loader.workers, r.shape.height, r.shape.width, r.shape.channels,
+           (long long)r.batches_per_epoch, a.loader.device == LOADER_CUDA ? "cuda" : "cpu",
+           r.cache_note);
+    printf("%6s %10s %9s %11s %9s %13s %12s%s\n", "epoch", "images", "seconds", "images/s",
+           "MB/s", "wait/batch ms", "first ms", a.loader.device == LOADER_CUDA ? "   h2d GB/s" : "");
+    int rc = (r.epochs = calloc((size_t)a.epochs, sizeof *r.epochs)) ? 0
+             : imgset_fail("out of memory");
+    if (rc == 0)
+        rc = read_epochs(&a, l, &r);
+    if (rc == 0)
+        rc = summarise(&a, &r);
+    if (rc == 0) {
+        print_summary(&a, &r);
+        if (a.json)
+            rc = write_read_json(&a, &r);
     }
-    free(rates);
-    free(stats);
+    free(r.epochs);
     loader_close(l);
-    return rc < 0 ? 1 : 0;
+    return rc < 0 ? cli_error("read", imgset_error()) : 0;
 }

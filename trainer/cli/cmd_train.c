@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "json.h"
 #include "model.h"
 #include "progress.h"
 #include "train.h"
@@ -166,24 +167,42 @@ static int write_json(const char *path, const TrainArgs *args, const TrainPrinte
     FILE *f = fopen(path, "w");
     if (!f)
         return imgset_fail("%s: cannot write: %m", path);
-    fprintf(f, "{\"uri\": \"%s\", \"model\": \"%s\", \"batch\": %d, \"threads\": %d, "
-               "\"workers\": %d, \"seed\": %llu, \"device\": \"%s\", \"parameters\": %zu, "
-               "\"epochs\": [",
-            a->uri, a->arch, a->batch, a->threads, a->workers, (unsigned long long)a->seed,
-            p->device == MODEL_CUDA ? "cuda" : "cpu", p->parameters);
-    for (int i = 0; i < n; i++)
-        fprintf(f, "%s\n  {\"epoch\": %d, \"images\": %lld, \"wall_seconds\": %.6f, "
-                   "\"data_wait_seconds\": %.6f, \"compute_seconds\": %.6f, "
-                   "\"images_per_s\": %.2f, \"au\": %.6f, \"train_loss\": %.6f, "
-                   "\"train_accuracy\": %.6f, \"test_accuracy\": %.6f, "
-                   "\"test_macro_f1\": %.6f, \"eval_seconds\": %.6f, "
-                   "\"h2d_seconds\": %.6f, \"h2d_bytes\": %.0f}",
-                i ? "," : "", r[i].epoch, (long long)r[i].images, r[i].wall, r[i].wait,
-                r[i].compute, r[i].images / r[i].wall, r[i].compute / r[i].wall, r[i].loss,
-                r[i].accuracy, r[i].test_accuracy, r[i].test_f1, r[i].eval_seconds, r[i].copy,
-                r[i].copy_bytes);
-    fprintf(f, "\n]}\n");
-    return fclose(f) == 0 ? 0 : imgset_fail("%s: write failed", path);
+    Json j;
+    json_start(&j, f, 0);
+    json_object_begin(&j, NULL);
+    json_string(&j, "uri", a->uri);
+    json_string(&j, "model", a->arch);
+    json_int(&j, "batch", a->batch);
+    json_int(&j, "threads", a->threads);
+    json_int(&j, "workers", a->workers);
+    json_uint(&j, "seed", (unsigned long long)a->seed);
+    json_string(&j, "device", p->device == MODEL_CUDA ? "cuda" : "cpu");
+    json_uint(&j, "parameters", p->parameters);
+    json_array_begin(&j, "epochs");
+    for (int i = 0; i < n; i++) {
+        json_raw(&j, "\n  ");
+        json_object_begin(&j, NULL);
+        json_int(&j, "epoch", r[i].epoch);
+        json_int(&j, "images", (long long)r[i].images);
+        json_number(&j, "wall_seconds", "%.6f", r[i].wall);
+        json_number(&j, "data_wait_seconds", "%.6f", r[i].wait);
+        json_number(&j, "compute_seconds", "%.6f", r[i].compute);
+        json_number(&j, "images_per_s", "%.2f", r[i].images / r[i].wall);
+        json_number(&j, "au", "%.6f", r[i].compute / r[i].wall);
+        json_number(&j, "train_loss", "%.6f", r[i].loss);
+        json_number(&j, "train_accuracy", "%.6f", r[i].accuracy);
+        json_number(&j, "test_accuracy", "%.6f", r[i].test_accuracy);
+        json_number(&j, "test_macro_f1", "%.6f", r[i].test_f1);
+        json_number(&j, "eval_seconds", "%.6f", r[i].eval_seconds);
+        json_number(&j, "h2d_seconds", "%.6f", r[i].copy);
+        json_number(&j, "h2d_bytes", "%.0f", r[i].copy_bytes);
+        json_object_end(&j);
+    }
+    json_array_end(&j);
+    json_object_end(&j);
+    json_raw(&j, "\n");
+    int bad = json_end(&j) < 0;
+    return fclose(f) == 0 && !bad ? 0 : imgset_fail("%s: write failed", path);
 }
 
 static void print_started(void *ctx, const TrainRun *run)

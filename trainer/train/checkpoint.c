@@ -14,145 +14,83 @@
 
 #include "dataset.h"
 #include "error.h"
+#include "json.h"
 
 /* ==== Writing ========================================================================== */
 
-/* A growing string for the JSON header. */
-typedef struct Text {
-    char *s;
-    size_t len, cap;
-    int failed;
-} Text;
-
-static void text_put(Text *t, const char *s, size_t n)
-{
-    if (t->failed)
-        return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 1024;
-        while (cap < t->len + n + 1)
-            cap *= 2;
-        char *s2 = realloc(t->s, cap);
-        if (!s2) {
-            t->failed = 1;
-            return;
-        }
-        t->s = s2, t->cap = cap;
-    }
-    memcpy(t->s + t->len, s, n);
-    t->len += n;
-    t->s[t->len] = 0;
-}
-
-static void text_add(Text *t, const char *s)
-{
-    text_put(t, s, strlen(s));
-}
-
-/* s as a JSON string literal: quotes, backslashes and control characters escaped. */
-static void text_json_string(Text *t, const char *s)
-{
-    text_add(t, "\"");
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        char esc[8];
-        if (*c == '"' || *c == '\\') {
-            esc[0] = '\\', esc[1] = (char)*c, esc[2] = 0;
-            text_add(t, esc);
-        } else if (*c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", *c);
-            text_add(t, esc);
-        } else
-            text_put(t, (const char *)c, 1);
-    }
-    text_add(t, "\"");
-}
-
-static void text_meta(Text *t, const char *key, const char *value)
-{
-    text_json_string(t, key);
-    text_add(t, ":");
-    text_json_string(t, value);
-    text_add(t, ",");
-}
-
-static void text_meta_u64(Text *t, const char *key, uint64_t value)
+/* A metadata entry whose value is a decimal integer (safetensors metadata values are strings). */
+static void meta_u64(Json *j, const char *key, uint64_t value)
 {
     char v[32];
     snprintf(v, sizeof v, "%" PRIu64, value);
-    text_meta(t, key, v);
+    json_string(j, key, v);
 }
 
-static void text_tensor(Text *t, const char *name, const ModelTensor *g, uint64_t *offset)
+static void header_tensor(Json *j, const char *name, const ModelTensor *g, uint64_t *offset)
 {
-    char buf[256];
-    text_json_string(t, name);
-    text_add(t, ":{\"dtype\":\"F32\",\"shape\":[");
-    for (int i = 0; i < g->ndim; i++) {
-        snprintf(buf, sizeof buf, "%s%" PRId64, i ? "," : "", g->shape[i]);
-        text_add(t, buf);
-    }
-    snprintf(buf, sizeof buf, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]},", *offset,
-             *offset + (uint64_t)g->count * 4);
-    text_add(t, buf);
+    json_object_begin(j, name);
+    json_string(j, "dtype", "F32");
+    json_array_begin(j, "shape");
+    for (int i = 0; i < g->ndim; i++)
+        json_int(j, NULL, g->shape[i]);
+    json_array_end(j);
+    json_array_begin(j, "data_offsets");
+    json_uint(j, NULL, *offset);
+    json_uint(j, NULL, *offset + (uint64_t)g->count * 4);
+    json_array_end(j);
+    json_object_end(j);
     *offset += (uint64_t)g->count * 4;
 }
 
-/* The JSON header for m: metadata, then every tensor and every momentum buffer, in order,
- * padded with spaces to a multiple of 8 bytes. */
-static int build_header(Text *t, const Model *m, const TrainState *state,
+/* The JSON header for m into j (in memory): metadata, then every tensor and every momentum
+ * buffer, in order, padded with spaces to a multiple of 8 bytes. 0 or -1. */
+static int build_header(Json *j, const Model *m, const TrainState *state,
                         const char *const *class_names)
 {
     const ModelGraph *g = &m->graph;
-    text_add(t, "{\"__metadata__\":{");
-    text_meta(t, "format", CHECKPOINT_FORMAT);
-    text_meta(t, "version", CHECKPOINT_VERSION);
-    text_meta(t, "arch", g->spec.arch);
-    text_meta_u64(t, "channels", (uint64_t)g->spec.channels);
-    text_meta_u64(t, "height", (uint64_t)g->spec.height);
-    text_meta_u64(t, "width", (uint64_t)g->spec.width);
-    text_meta_u64(t, "classes", (uint64_t)g->spec.classes);
-    text_meta_u64(t, "seed", m->seed);
-    text_meta_u64(t, "step", (uint64_t)(state ? state->step : m->step));
-    text_meta_u64(t, "sampler_seed", state ? state->sampler_seed : 0);
-    text_meta_u64(t, "sampler_epoch", (uint64_t)(state ? state->sampler_epoch : 0));
-    text_meta_u64(t, "sampler_position", (uint64_t)(state ? state->sampler_position : 0));
+    json_start(j, NULL, 1);
+    json_object_begin(j, NULL);
+    json_object_begin(j, "__metadata__");
+    json_string(j, "format", CHECKPOINT_FORMAT);
+    json_string(j, "version", CHECKPOINT_VERSION);
+    json_string(j, "arch", g->spec.arch);
+    meta_u64(j, "channels", (uint64_t)g->spec.channels);
+    meta_u64(j, "height", (uint64_t)g->spec.height);
+    meta_u64(j, "width", (uint64_t)g->spec.width);
+    meta_u64(j, "classes", (uint64_t)g->spec.classes);
+    meta_u64(j, "seed", m->seed);
+    meta_u64(j, "step", (uint64_t)(state ? state->step : m->step));
+    meta_u64(j, "sampler_seed", state ? state->sampler_seed : 0);
+    meta_u64(j, "sampler_epoch", (uint64_t)(state ? state->sampler_epoch : 0));
+    meta_u64(j, "sampler_position", (uint64_t)(state ? state->sampler_position : 0));
     if (class_names) {
-        Text names = {0};
-        text_add(&names, "[");
-        for (int k = 0; k < g->spec.classes; k++) {
-            if (k)
-                text_add(&names, ",");
-            text_json_string(&names, class_names[k] ? class_names[k] : "");
-        }
-        text_add(&names, "]");
-        if (names.failed) {
-            free(names.s);
+        Json names;   /* a JSON array of strings, itself stored as one string value */
+        json_start(&names, NULL, 1);
+        json_array_begin(&names, NULL);
+        for (int k = 0; k < g->spec.classes; k++)
+            json_string(&names, NULL, class_names[k] ? class_names[k] : "");
+        json_array_end(&names);
+        if (json_end(&names) < 0) {
+            free(names.text);
             return -1;
         }
-        text_json_string(t, "class_names");
-        text_add(t, ":");
-        text_json_string(t, names.s);
-        text_add(t, ",");
-        free(names.s);
+        json_string(j, "class_names", names.text);
+        free(names.text);
     }
-    t->s[--t->len] = 0;   /* the last ',' */
-    text_add(t, "},");
+    json_object_end(j);
     uint64_t offset = 0;
     char name[MODEL_NAME_MAX + 16];
     for (int i = 0; i < g->num_tensors; i++)
-        text_tensor(t, g->tensors[i].name, &g->tensors[i], &offset);
+        header_tensor(j, g->tensors[i].name, &g->tensors[i], &offset);
     for (int i = 0; i < g->num_tensors; i++)
         if (g->tensors[i].trainable) {
             snprintf(name, sizeof name, "momentum.%s", g->tensors[i].name);
-            text_tensor(t, name, &g->tensors[i], &offset);
+            header_tensor(j, name, &g->tensors[i], &offset);
         }
-    if (t->failed)
-        return -1;
-    t->s[--t->len] = 0;
-    text_add(t, "}");
-    while (!t->failed && t->len % 8)
-        text_add(t, " ");
-    return t->failed ? -1 : 0;
+    json_object_end(j);
+    while (!j->failed && j->len % 8)
+        json_raw(j, " ");
+    return json_end(j);
 }
 
 static int write_all(int fd, const void *buf, size_t n)
@@ -206,31 +144,31 @@ int checkpoint_save(const char *path, const Model *m, const TrainState *state,
     struct stat sb;
     if (!overwrite && lstat(path, &sb) == 0)
         return imgset_fail("checkpoint %s already exists", path);
-    Text header = {0};
+    Json header;
     if (build_header(&header, m, state, class_names)) {
-        free(header.s);
+        free(header.text);
         return imgset_fail("checkpoint %s: out of memory", path);
     }
     char tmp[4096];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid()) >= sizeof tmp) {
-        free(header.s);
+        free(header.text);
         return imgset_fail("checkpoint %s: path too long", path);
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        free(header.s);
+        free(header.text);
         return imgset_fail("checkpoint %s: cannot create %s: %s", path, tmp, strerror(errno));
     }
     uint8_t len[8];
     for (int i = 0; i < 8; i++)
         len[i] = (uint8_t)((uint64_t)header.len >> (8 * i));
     const ModelGraph *g = &m->graph;
-    int bad = write_all(fd, len, 8) || write_all(fd, header.s, header.len) ||
+    int bad = write_all(fd, len, 8) || write_all(fd, header.text, header.len) ||
               write_f32le(fd, m->params, g->param_floats);
     for (int i = 0; i < g->num_tensors && !bad; i++)
         if (g->tensors[i].trainable)
             bad = write_f32le(fd, m->velocity + g->tensors[i].offset, g->tensors[i].count);
-    free(header.s);
+    free(header.text);
     int saved_errno = errno;
     if (bad || fsync(fd) != 0) {
         saved_errno = errno;
