@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
+
 void json_start(Json *j, FILE *f, int compact)
 {
     memset(j, 0, sizeof *j);
@@ -166,4 +168,13 @@ void json_raw(Json *j, const char *text)
 int json_end(const Json *j)
 {
     return j->failed || j->depth != 0 ? -1 : 0;
+}
+
+int json_close_file(Json *j, FILE *f, const char *path)
+{
+    json_raw(j, "\n");
+    int bad = json_end(j) < 0;
+    if (fclose(f) != 0 || bad)
+        return imgset_fail("%s: write failed", path);
+    return 0;
 }

@@ -53,4 +53,8 @@ void json_raw(Json *j, const char *text);
 /* 0 when everything was written, -1 otherwise (nothing is printed). Does not close a FILE. */
 int json_end(const Json *j);
 
+/* Finish a report written to f (a final newline) and close f: 0, or -1 with imgset_fail()
+ * naming path when any write failed. */
+int json_close_file(Json *j, FILE *f, const char *path);
+
 #endif

@@ -842,9 +842,7 @@ static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
     json_raw(&j, "\n");
     json_array_end(&j);
     json_object_end(&j);
-    json_raw(&j, "\n");
-    int bad = json_end(&j) < 0;
-    return fclose(f) == 0 && !bad ? 0 : imgset_fail("%s: write failed", path);
+    return json_close_file(&j, f, path);
 }
 
 /* ---- the run --------------------------------------------------------------------------- */

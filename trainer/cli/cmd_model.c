@@ -297,9 +297,7 @@ static int write_predict_json(const char *path, const PredictArgs *a, const Mode
     json_raw(&j, "\n");
     json_array_end(&j);
     json_object_end(&j);
-    json_raw(&j, "\n");
-    int bad = json_end(&j) < 0;
-    return fclose(f) == 0 && !bad ? 0 : imgset_fail("%s: write failed", path);
+    return json_close_file(&j, f, path);
 }
 
 int cmd_predict(int argc, char **argv)

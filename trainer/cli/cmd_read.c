@@ -327,9 +327,7 @@ static int write_read_json(const ReadArgs *a, const ReadResult *r)
     }
     json_array_end(&j);
     json_object_end(&j);
-    json_raw(&j, "\n");
-    int bad = json_end(&j) < 0;
-    return fclose(f) == 0 && !bad ? 0 : imgset_fail("%s: write failed", a->json);
+    return json_close_file(&j, f, a->json);
 }
 
 int cmd_read(int argc, char **argv)

@@ -200,9 +200,7 @@ static int write_json(const char *path, const TrainArgs *args, const TrainPrinte
     }
     json_array_end(&j);
     json_object_end(&j);
-    json_raw(&j, "\n");
-    int bad = json_end(&j) < 0;
-    return fclose(f) == 0 && !bad ? 0 : imgset_fail("%s: write failed", path);
+    return json_close_file(&j, f, path);
 }
 
 static void print_started(void *ctx, const TrainRun *run)
