@@ -6,6 +6,13 @@ trap 'mountpoint -q "$SCRATCH/full" && umount "$SCRATCH/full"; rm -rf "$SCRATCH"
 PYTHON=${PYTHON:-/usr/bin/python3}
 IMGSET=${IMGSET:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/imgset}
 
+# A CLI that is not built fails the script, never skips it.
+if [ ! -x "$IMGSET" ]; then
+    echo "not ok 1 - the imgset CLI is built ($IMGSET; run make)"
+    echo "1..1"
+    exit 1
+fi
+
 # ok DESCRIPTION COMMAND... — one test: passes when the command exits 0.
 ok() {
     local what=$1; shift
@@ -30,6 +37,17 @@ fails_with() {
     else
         echo "not ok $TAP_N - $what (status $rc)"; sed 's/^/# /' "$SCRATCH/last.err" | head -10
         TAP_FAILED=$((TAP_FAILED + 1))
+    fi
+}
+
+# hdf5_in STORE-ARRAY-NAME ENTRY... — add the entries to the named store matrix when the CLI
+# has the hdf5 store, else print a skip line saying HDF5 is left out of it.
+hdf5_in() {
+    local -n matrix=$1; shift
+    if "$IMGSET" --help | grep -q '^  hdf5 '; then
+        matrix+=("$@")
+    else
+        skip "the hdf5 store in this matrix ($*)" "this imgset was built without HDF5"
     fi
 }
 

@@ -6,7 +6,7 @@ set -u
 cd "$SCRATCH"
 
 stores=(files:f mmap:m)
-"$IMGSET" --help | grep -q '^  hdf5 ' && stores+=(hdf5:h.h5 'hdf5:g.h5?compression=gzip')
+hdf5_in stores hdf5:h.h5 'hdf5:g.h5?compression=gzip'
 "$IMGSET" gen --like cifar10 --train 700 --test 50 --seed 2 --out mmap:m >/dev/null
 for uri in "${stores[@]}"; do
     [ "$uri" = mmap:m ] || "$IMGSET" convert mmap:m "$uri" >/dev/null

@@ -6,7 +6,7 @@ set -u
 cd "$SCRATCH"
 
 stores=(files mmap)
-"$IMGSET" --help | grep -q '^  hdf5 ' && stores+=(hdf5)
+hdf5_in stores hdf5
 
 # location STORE NAME — the URI of store STORE called NAME in the scratch directory.
 location() { case $1 in hdf5) echo "hdf5:$SCRATCH/$2.h5" ;; *) echo "$1:$SCRATCH/$2" ;; esac; }
