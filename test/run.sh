@@ -9,6 +9,7 @@ export IMGSET="$PWD/build/imgset"
 export IMGSET_ROOT="$PWD"
 export PYTHON=/usr/bin/python3          # Debian's python, which has the python3-* packages
 FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+TEST_TIMEOUT=${TEST_TIMEOUT:-1800}      # seconds per test program: a hang is a failure
 
 passed=0 failed=0 skipped=0 programs=0
 log_dir=$(mktemp -d "${TMPDIR:-/tmp}/imgset-test.XXXXXX")
@@ -30,8 +31,9 @@ run_tap() {
     local out="$log_dir/$(echo "$name" | tr '/ ' '__').log"
     programs=$((programs + 1))
     local start=$SECONDS
-    "$@" >"$out" 2>&1
+    timeout -k 10 "$TEST_TIMEOUT" "$@" >"$out" 2>&1
     local rc=$?
+    [ "$rc" -eq 124 ] && echo "not ok - $name did not finish in $TEST_TIMEOUT s" >>"$out"
     local p f s
     s=$(grep -cE '^ok [0-9]+.*# *(SKIP|skip)' "$out")
     p=$(( $(grep -cE '^ok [0-9]+' "$out") - s ))

@@ -25,20 +25,26 @@ ok() {
     fi
 }
 
-# fails_with DESCRIPTION PATTERN COMMAND... — passes when the command exits non-zero, without a
-# crash (status < 128), and its stderr matches PATTERN (grep -E).
-fails_with() {
-    local what=$1 pattern=$2; shift 2
+# exits_with STATUS DESCRIPTION PATTERN COMMAND... — passes when the command exits with
+# exactly STATUS and its stderr matches PATTERN (grep -E).
+exits_with() {
+    local want=$1 what=$2 pattern=$3; shift 3
     TAP_N=$((TAP_N + 1))
     "$@" >"$SCRATCH/last.out" 2>"$SCRATCH/last.err"
     local rc=$?
-    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -qE -- "$pattern" "$SCRATCH/last.err"; then
+    if [ $rc -eq "$want" ] && grep -qE -- "$pattern" "$SCRATCH/last.err"; then
         echo "ok $TAP_N - $what"
     else
-        echo "not ok $TAP_N - $what (status $rc)"; sed 's/^/# /' "$SCRATCH/last.err" | head -10
+        echo "not ok $TAP_N - $what (status $rc, expected $want)"; sed 's/^/# /' "$SCRATCH/last.err" | head -10
         TAP_FAILED=$((TAP_FAILED + 1))
     fi
 }
+
+# fails_with DESCRIPTION PATTERN COMMAND... — an error: status 1 and stderr matching PATTERN.
+fails_with() { exits_with 1 "$@"; }
+
+# usage_error DESCRIPTION PATTERN COMMAND... — a usage error: status 2, stderr matching PATTERN.
+usage_error() { exits_with 2 "$@"; }
 
 # hdf5_in STORE-ARRAY-NAME ENTRY... — add the entries to the named store matrix when the CLI
 # has the hdf5 store, else print a skip line saying HDF5 is left out of it.

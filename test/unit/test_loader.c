@@ -1,5 +1,6 @@
 /* test_loader.c — sampler rules (sharding, drop-last, resume), transforms, and the loader:
  * the same batches with any worker count, errors that name the index, no hang at close. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,18 @@ static void test_transforms(void)
     ok(same, "RGB to_float equals the per-element formula bit for bit, channels-first");
 }
 
+/* Threads of this process (/proc/self/task), or -1. */
+static int thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return d ? n : -1;
+}
+
 /* Read every batch of an epoch and digest indices + labels + pixels. */
 static uint64_t epoch_digest(const char *uri, int workers, uint64_t epoch, int64_t start,
                              int augment, int64_t *images)
@@ -271,11 +284,20 @@ static void test_loader(void)
     ok(nres == nfull - 3 * 32 && memcmp(resumed, full + 3 * 32, nres * sizeof(int64_t)) == 0,
        "resuming at batch 3 continues with the same images");
     ok(loader_start_epoch(l, 1, 99) < 0, "resuming past the end is refused");
-    /* Close in the middle of an epoch: workers must not hang. */
-    loader_start_epoch(l, 2, 0);
-    loader_next(l, &b);
+    /* Close in the middle of an epoch: the workers stop and are joined, and close returns (a
+     * hang fails the test through the alarm instead of stopping the suite). */
     loader_close(l);
-    ok(1, "closing mid-epoch returns");
+    int threads_before = thread_count();
+    o.workers = 3;
+    l = loader_open(uri, &o);
+    int running = l && loader_start_epoch(l, 2, 0) == 0 && loader_next(l, &b) == 1 &&
+                  thread_count() == threads_before + 3;
+    tap_deadline(60, "closing mid-epoch");
+    loader_close(l);
+    tap_deadline(600, "test_loader");
+    ok(running && thread_count() == threads_before,
+       "closing mid-epoch returns and joins its 3 workers (%d threads, %d before the loader)",
+       thread_count(), threads_before);
 
     /* Mixed sizes need a target size; with one, every image comes out at that size. */
     loader_options_default(&o);
@@ -332,6 +354,7 @@ int main(void)
 {
     if (!mkdtemp(scratch))
         return perror("mkdtemp"), 1;
+    tap_deadline(600, "test_loader");   /* a loader that hangs fails instead of stalling */
     test_sharding();
     test_transforms();
     test_loader();

@@ -1,5 +1,6 @@
 /* cmd_read.c — `imgset read`: loader-only throughput (images/s, MB/s, data-wait, latency). */
 #define _XOPEN_SOURCE 700
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,7 @@ static void read_usage(FILE *out)
             "usage: imgset read URI [--split S] [--batch B] [--epochs E] [--workers W]\n"
             "                   [--size N|HxW] [--float] [--augment] [--seed S] [--no-shuffle]\n"
             "                   [--drop-last] [--rank R --world N] [--cold] [--digest]\n"
-            "                   [--device host|cuda] [--json FILE]\n\n"
+            "                   [--device host|cuda] [--json FILE] [--ids FILE]\n\n"
             "Read batches through the loader only (no training) and report per epoch: images/s,\n"
             "MB/s of pixels delivered, mean data-wait per batch, first-batch latency; peak RSS.\n"
             "  --split S     train (default) or test\n"
@@ -38,7 +39,9 @@ static void read_usage(FILE *out)
             "  --device D    host (default), or cuda: batches land in GPU memory (gpummap:\n"
             "                stores are gathered by the GPU, others copied from pinned memory;\n"
             "                --float normalises on the GPU); adds host-to-device GB/s\n"
-            "  --json FILE   the same numbers as JSON\n");
+            "  --json FILE   the same numbers as JSON\n"
+            "  --ids FILE    the dataset indices of every timed batch, a line per batch:\n"
+            "                the epoch, then the indices (to check sharding)\n");
 }
 
 typedef struct EpochStats {
@@ -54,6 +57,15 @@ static int compare_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* One line of --ids: the epoch, then the batch's dataset indices. */
+static void write_batch_ids(FILE *out, long long epoch, const Batch *b)
+{
+    fprintf(out, "%lld", epoch);
+    for (int i = 0; i < b->count; i++)
+        fprintf(out, " %lld", (long long)b->indices[i]);
+    fputc('\n', out);
+}
+
 int cmd_read(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -65,6 +77,7 @@ int cmd_read(int argc, char **argv)
         {"rank", required_argument, 0, 'r'},    {"world", required_argument, 0, 'W'},
         {"cold", no_argument, 0, 'c'},          {"digest", no_argument, 0, 'g'},
         {"json", required_argument, 0, 'j'},    {"device", required_argument, 0, 'D'},
+        {"ids", required_argument, 0, 'i'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -73,7 +86,7 @@ int cmd_read(int argc, char **argv)
     o.workers = 2;
     long long epochs = 3, v;
     int cold = 0, want_digest = 0;
-    const char *json_path = NULL;
+    const char *json_path = NULL, *ids_path = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -120,6 +133,7 @@ int cmd_read(int argc, char **argv)
         case 'c': cold = 1; break;
         case 'g': want_digest = 1; break;
         case 'j': json_path = optarg; break;
+        case 'i': ids_path = optarg; break;
         case 'D':
             if (strcmp(optarg, "host") == 0) {
                 o.device = LOADER_HOST;
@@ -147,6 +161,12 @@ int cmd_read(int argc, char **argv)
     if (!l)
         return cli_error("read", imgset_error());
     double open_seconds = monotonic_seconds() - t_open;
+    FILE *ids = ids_path ? fopen(ids_path, "w") : NULL;
+    if (ids_path && !ids) {
+        fprintf(stderr, "imgset read: %s: %s\n", ids_path, strerror(errno));
+        loader_close(l);
+        return 1;
+    }
     ImageShape shape = loader_shape(l);
     const char *device = o.device == LOADER_CUDA ? "cuda" : "host";
     printf("read %s  split %s  batch %d  workers %d  image %dx%dx%d  %lld batches/epoch  "
@@ -203,6 +223,8 @@ int cmd_read(int argc, char **argv)
                 XXH3_128bits_update(digest, b->labels, (size_t)b->count * sizeof *b->labels);
                 XXH3_128bits_update(digest, pixels, (size_t)b->count * image_bytes);
             }
+            if (ids && e >= 0)
+                write_batch_ids(ids, e, b);
             if (progress_update(&bar, st.batches, loader_batches(l))) {
                 imgset_fail("interrupted");
                 got = -1;
@@ -228,6 +250,8 @@ int cmd_read(int argc, char **argv)
         printf("\n");
     }
     free(download);
+    if (ids && fclose(ids) != 0 && rc == 0)
+        rc = imgset_fail("%s: %s", ids_path, strerror(errno));
     if (rc < 0) {
         fprintf(stderr, "imgset read: %s\n", imgset_error());
         free(stats);
