@@ -102,8 +102,11 @@ UNIT_BIN := $(patsubst %.c,$(BUILD)/test/%,$(notdir $(UNIT_SRC)))
 # The GPU code run on the host (test/gpu/emu), in CUDA builds: see below.
 EMU_BIN  := $(if $(HAVE_CUDA),$(BUILD)/test/test_gpu_emu $(BUILD)/test/test_gpu_train_emu \
                                $(BUILD)/imgset_emu)
-PGTEST_BIN := $(if $(HAVE_PG),$(BUILD)/pgtest/store_test $(BUILD)/pgtest/bench_batch)
-BENCH_BIN := $(patsubst test/bench/%.c,$(BUILD)/bench/%,$(wildcard test/bench/*.c))
+# C tests that need a PostgreSQL server (test/pg/test_*.c), run by test/pg/run.sh.
+PGTEST_BIN := $(if $(HAVE_PG),$(patsubst test/pg/%.c,$(BUILD)/pgtest/%,$(wildcard test/pg/test_*.c)))
+# Benchmark programs; bench_batch is a libpq client.
+BENCH_SRC := $(filter-out $(if $(HAVE_PG),,test/bench/bench_batch.c),$(wildcard test/bench/*.c))
+BENCH_BIN := $(patsubst test/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 FUZZ_SRC := $(if $(FUZZ_CC),$(wildcard test/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(BUILD)/fuzz/%)
 INCLUDES := -Iloaders -Itrainer/nn -Itrainer/train -Itrainer/cli
@@ -167,7 +170,7 @@ $(BUILD)/bench/%: test/bench/%.c $(BUILD)/libimgset.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libimgset.a $(LDLIBS)
 
 # C tests that need a PostgreSQL server; test/pg/run.sh runs them against its cluster.
-$(BUILD)/pgtest/%: test/pg/%.c test/unit/tap.h $(BUILD)/libimgset.a
+$(BUILD)/pgtest/%: test/pg/%.c test/unit/tap.h $(BUILD)/libimgset.a extension/imgtensor_wire.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(BUILD)/libimgset.a $(LDLIBS)
 

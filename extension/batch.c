@@ -754,9 +754,9 @@ imgset_batch_packed_ids(PG_FUNCTION_ARGS)
 
 /*
  * Ids of batch batch_no of an epoch over a split of n images (ids 0..n-1), by the client's
- * sampler (loaders/sampler.c, keep-last): rank takes the permuted positions rank,
- * rank + world, … < n, so the ranks cover the epoch exactly once; its batch b is its
- * positions [b*batch_size, (b+1)*batch_size), the last batch maybe short.
+ * sampler (loaders/sampler.c, keep-last) under the sharding contract stated in
+ * loaders/sampler.h: every rank takes floor(n / world) of the permuted positions (the
+ * n mod world tail is dropped), its last batch maybe short.
  * Sets *count; ereports when the arguments are out of range.
  */
 static int64 *
@@ -876,6 +876,8 @@ imgset_batch_count(PG_FUNCTION_ARGS)
 	int64		n = PG_GETARG_INT64(0);
 	int32		batch_size = PG_GETARG_INT32(1);
 	int32		world = PG_GETARG_INT32(2);
+	Sampler		sampler;
+	SamplerOptions options = {0};
 
 	if (n < 0)
 		ereport(ERROR,
@@ -886,6 +888,11 @@ imgset_batch_count(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("imgset_batch_count: world %d must be at least 1", world)));
-	/* Rank 0's count, the largest: ranks past n % world get one image fewer. */
-	PG_RETURN_INT64(((n + world - 1) / world + batch_size - 1) / batch_size);
+	/* Every rank gets the same number of batches (loaders/sampler.h); ask the sampler. */
+	options.count = (uint64) n;
+	options.batch_size = batch_size;
+	options.world = world;
+	if (sampler_init(&sampler, &options) < 0)
+		elog(ERROR, "imgset_batch_count: %s", imgset_error());
+	PG_RETURN_INT64(sampler.batches);
 }

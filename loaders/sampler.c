@@ -11,15 +11,10 @@ int sampler_init(Sampler *s, const SamplerOptions *opt)
         return imgset_fail("sampler: rank %d of world %d is out of range", opt->rank,
                            opt->world);
     s->opt = *opt;
-    uint64_t n = opt->count, w = (uint64_t)opt->world, r = (uint64_t)opt->rank;
-    if (opt->drop_last) {
-        s->rank_count = n / w;
-        s->batches = (int64_t)(s->rank_count / (uint64_t)opt->batch_size);
-    } else {
-        s->rank_count = n > r ? (n - r + w - 1) / w : 0;
-        s->batches = (int64_t)((s->rank_count + (uint64_t)opt->batch_size - 1) /
-                               (uint64_t)opt->batch_size);
-    }
+    uint64_t batch = (uint64_t)opt->batch_size;
+    s->rank_count = opt->count / (uint64_t)opt->world;
+    s->batches = (int64_t)(opt->drop_last ? s->rank_count / batch
+                                          : (s->rank_count + batch - 1) / batch);
     sampler_set_epoch(s, 0);
     return 0;
 }

@@ -8,12 +8,17 @@
 #include "permute.h"
 
 /*
- * An epoch is a permutation of the split's positions [0, n) (identity when not shuffling).
- * Rank r of `world` takes the positions r, r + world, r + 2*world, … (as PyTorch's
- * DistributedSampler does, without its padding): the ranks' slices are disjoint and together
- * cover the epoch exactly once. Each rank cuts its slice into batches of batch_size in order;
- * with drop_last the incomplete final batch is dropped, and every rank gets
- * floor(n / world) / batch_size batches so that all ranks run the same number of steps.
+ * The sharding contract — the one statement of it; the extension's imgset_batch(), its
+ * README and the CLI's --rank/--world follow it.
+ * An epoch is a permutation of the split's positions [0, n) (identity when not shuffling),
+ * a new one each epoch. Rank r of `world` takes the positions r, r + world, r + 2*world, …
+ * below world * floor(n / world): every rank takes exactly floor(n / world) positions and
+ * the n mod world tail of the permutation is dropped (PyTorch's
+ * DistributedSampler(drop_last=True); with shuffling other images fall in the tail each
+ * epoch). The ranks' slices are disjoint. With world == 1 nothing is dropped.
+ * Each rank then cuts its slice into batches of batch_size in order; drop_last drops the
+ * short final batch, keep-last keeps it. So every rank gets the same number of images and
+ * of batches, which data-parallel training needs (ranks step together).
  */
 typedef struct SamplerOptions {
     uint64_t count;       /* images in the split */
@@ -27,8 +32,8 @@ typedef struct SamplerOptions {
 typedef struct Sampler {
     SamplerOptions opt;
     uint64_t epoch;
-    uint64_t rank_count;  /* positions this rank takes in an epoch */
-    int64_t batches;      /* batches this rank gets in an epoch */
+    uint64_t rank_count;  /* positions every rank takes in an epoch: floor(n / world) */
+    int64_t batches;      /* batches every rank gets in an epoch */
     Permutation perm;
 } Sampler;
 

@@ -30,11 +30,38 @@ FROM generate_series(0, 9) b, unnest(imgset_shuffle_ids(1000, 7, 3, b, 100)) x;
 SELECT imgset_shuffle_ids(1000, 7, 3, 0, 100) <> imgset_shuffle_ids(1000, 7, 4, 0, 100) AS epochs_differ,
        imgset_shuffle_ids(1000, 7, 3, 0, 100) <> imgset_shuffle_ids(1000, 8, 3, 0, 100) AS seeds_differ,
        imgset_shuffle_ids(1000, 7, 3, 0, 100) = imgset_shuffle_ids(1000, 7, 3, 0, 100) AS repeatable;
--- Sharding: rank r of world w takes positions r, r+w, …; the n % w tail is dropped.
+-- Sharding (the contract in loaders/sampler.h): rank r of world w takes positions r, r+w, …
+-- below w·floor(n/w); every rank gets floor(n/w) images, the n % w tail is dropped.
 SELECT r, imgset_shuffle_ids(10, 1, 0, 0, 10, r, 3) FROM generate_series(0, 2) r;
-SELECT array_agg(x ORDER BY x) FROM generate_series(0, 2) r, unnest(imgset_shuffle_ids(10, 1, 0, 0, 10, r, 3)) x;
-SELECT (SELECT array_agg(x) FROM generate_series(0, 2) r, unnest(imgset_shuffle_ids(10, 1, 0, 0, 10, r, 3)) x)
-       <@ imgset_shuffle_ids(10, 1, 0, 0, 10) AS ranks_cover_the_permutation;
+SELECT (SELECT array_agg(x ORDER BY x) FROM generate_series(0, 2) r, unnest(imgset_shuffle_ids(10, 1, 0, 0, 10, r, 3)) x)
+     = (SELECT array_agg(x ORDER BY x) FROM unnest((imgset_shuffle_ids(10, 1, 0, 0, 10))[1:9]) x)
+       AS ranks_take_all_but_the_tail;
+-- Worlds 2-5 over 23 images (floor(23/w) <> ceil(23/w)), batches of 4, two epochs: every
+-- rank the same images and batches; rank r's batch b is the permutation's positions
+-- (4b + i)·w + r, so the ranks are disjoint and cover all but the tail; one batch more is
+-- refused on every rank; the tail differs between the epochs.
+WITH perm AS (
+    SELECT e, p.ord - 1 AS pos, p.id
+    FROM generate_series(0, 1) e, unnest(imgset_shuffle_ids(23, 9, e, 0, 23)) WITH ORDINALITY p(id, ord)),
+shard AS (
+    SELECT w, e, r, b, s.ord - 1 AS i, s.id
+    FROM generate_series(2, 5) w, generate_series(0, 1) e, generate_series(0, w - 1) r,
+         generate_series(0, imgset_batch_count(23, 4, w) - 1) b,
+         unnest(imgset_shuffle_ids(23, 9, e, b::int, 4, r, w)) WITH ORDINALITY s(id, ord)),
+per_rank AS (SELECT w, e, r, count(*) AS images FROM shard GROUP BY w, e, r)
+SELECT w, imgset_batch_count(23, 4, w) AS batches,
+       (SELECT min(images) FROM per_rank q WHERE q.w = c.w) AS min_images,
+       (SELECT max(images) FROM per_rank q WHERE q.w = c.w) AS max_images,
+       (SELECT bool_and(s.id = p.id AND p.pos < w * (23 / w)) FROM shard s JOIN perm p
+            ON p.e = s.e AND p.pos = (4 * s.b + s.i) * s.w + s.r WHERE s.w = c.w) AS positions,
+       (SELECT count(DISTINCT (e, id)) FROM shard s WHERE s.w = c.w) AS distinct_ids,
+       (SELECT bool_and(err(format('SELECT imgset_shuffle_ids(23, 9, 0, %s, 4, %s, %s)',
+                                   imgset_batch_count(23, 4, w), r, w)) LIKE '22023:%')
+        FROM generate_series(0, w - 1) r) AS past_end_refused,
+       (SELECT array_agg(id ORDER BY id) FROM perm WHERE e = 0 AND pos >= w * (23 / w))
+       IS DISTINCT FROM
+       (SELECT array_agg(id ORDER BY id) FROM perm WHERE e = 1 AND pos >= w * (23 / w)) AS tails_differ
+FROM generate_series(2, 5) c(w);
 SELECT imgset_batch_count(10, 4), imgset_batch_count(10, 4, 3), imgset_batch_count(0, 4), imgset_batch_count(8, 4);
 
 -- By (seed, epoch, batch): the same ids as imgset_shuffle_ids, with their pixels.

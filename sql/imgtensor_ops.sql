@@ -6,9 +6,13 @@ SELECT resize('uint8:2x2x1:000a1428', 4, 4)::integer[];
 SELECT resize('uint8:4x4x1:00000000000000000000ffff0000ffff', 2, 2)::integer[];
 SELECT resize('uint8:1x2x3:0000ffff0000', 1, 4);
 SELECT resize('float32:1x2x1:0000000000002041', 1, 4)::real[];
-SELECT resize(t, 5, 7) = resize(t, 5, 7) AS deterministic,
+-- 3x3 -> 5x7 against the same formula evaluated in exact rationals, rounded half up (no
+-- value lies near a tie): source x = (x' + 0.5) * 3/7 - 0.5 clamped at 0, likewise y.
+SELECT ARRAY(SELECT unnest(resize(t, 5, 7)::integer[])) =
+       '{0,29,114,200,131,63,40,102,105,115,125,97,69,60,255,220,117,13,46,79,90,106,103,93,83,127,171,186,7,25,77,130,181,233,250}'::integer[]
+       AS exact_bilinear,
        resize(t, 3, 3) = t AS identity
-FROM (SELECT 'uint8:3x3x1:000102030405060708'::imgtensor t) s;
+FROM (SELECT 'uint8:3x3x1:00c828ff0d5a0782fa'::imgtensor t) s;
 SELECT err($$SELECT resize('uint8:1x1x1:00', 0, 1)$$);
 SELECT err($$SELECT resize('uint8:1x1x1:00', 1, 16385)$$);
 SELECT err($$SELECT resize('float32:1x1x4:00000000000000000000000000000000', 16384, 16384)$$);

@@ -9,8 +9,9 @@ export IMGSET="$PWD/build/imgset"
 export IMGSET_ROOT="$PWD"
 export PYTHON=/usr/bin/python3          # Debian's python, which has the python3-* packages
 FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+TEST_TIMEOUT=${TEST_TIMEOUT:-1800}      # seconds per test program: a hang is a failure
 
-passed=0 failed=0 skipped=0
+passed=0 failed=0 skipped=0 programs=0
 log_dir=$(mktemp -d "${TMPDIR:-/tmp}/imgset-test.XXXXXX")
 trap 'rm -rf "$log_dir"' EXIT
 
@@ -28,9 +29,11 @@ fi
 run_tap() {
     local name=$1; shift
     local out="$log_dir/$(echo "$name" | tr '/ ' '__').log"
+    programs=$((programs + 1))
     local start=$SECONDS
-    "$@" >"$out" 2>&1
+    timeout -k 10 "$TEST_TIMEOUT" "$@" >"$out" 2>&1
     local rc=$?
+    [ "$rc" -eq 124 ] && echo "not ok - $name did not finish in $TEST_TIMEOUT s" >>"$out"
     local p f s
     s=$(grep -cE '^ok [0-9]+.*# *(SKIP|skip)' "$out")
     p=$(( $(grep -cE '^ok [0-9]+' "$out") - s ))
@@ -50,14 +53,30 @@ run_tap() {
     grep -E '^ok .*# *SKIP' "$out" | head -5 | sed 's/^/    /'
 }
 
+# require_built SUITE DIR SOURCE... — a failure for each test program of SOURCE not built in DIR.
+require_built() {
+    local suite=$1 dir=$2 src name; shift 2
+    for src in "$@"; do
+        name=$(basename "$src" .c)
+        [ -x "$dir/$name" ] || run_tap "$suite/$name" echo "not ok 1 - $dir/$name is not built (run make)"
+    done
+}
+
 suites=${*:-build unit fuzz e2e interop pg}
 for suite in $suites; do
+    programs_before=$programs
     case $suite in
     build)
         for t in test/build/test_*.sh; do [ -f "$t" ] && run_tap "build/$(basename "$t")" bash "$t"; done ;;
     unit)
+        require_built unit build/test test/unit/test_*.c test/gpu/test_*.c
         for t in build/test/test_*; do [ -x "$t" ] && run_tap "unit/$(basename "$t")" "$t"; done ;;
     fuzz)
+        if command -v clang >/dev/null; then
+            require_built fuzz build/fuzz test/fuzz/fuzz_*.c
+        elif ! compgen -G 'build/fuzz/fuzz_*' >/dev/null; then
+            run_tap fuzz echo "ok 1 - fuzz targets # SKIP not built: no clang (libFuzzer)"
+        fi
         for t in build/fuzz/fuzz_*; do
             [ -x "$t" ] || continue
             n=$(basename "$t"); corpus="$log_dir/corpus_$n"; mkdir -p "$corpus"
@@ -74,8 +93,13 @@ for suite in $suites; do
     pg)
         [ -f test/pg/run.sh ] && run_tap "pg" bash test/pg/run.sh ;;
     *)
-        echo "run.sh: unknown suite $suite" >&2; failed=$((failed + 1)) ;;
+        echo "run.sh: unknown suite $suite" >&2; failed=$((failed + 1)); continue ;;
     esac
+    # A suite that found nothing to run (nothing built, no script) is a failure, not a pass.
+    if [ "$programs" -eq "$programs_before" ]; then
+        echo "not ok - suite $suite ran no test (nothing built? run make)"
+        failed=$((failed + 1))
+    fi
 done
 
 echo "$passed passed, $failed failed, $skipped skipped"

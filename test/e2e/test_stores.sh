@@ -6,7 +6,7 @@ set -u
 cd "$SCRATCH"
 
 stores=(files mmap)
-"$IMGSET" --help | grep -q '^  hdf5 ' && stores+=(hdf5)
+hdf5_in stores hdf5
 
 # location STORE NAME — the URI of store STORE called NAME in the scratch directory.
 location() { case $1 in hdf5) echo "hdf5:$SCRATCH/$2.h5" ;; *) echo "$1:$SCRATCH/$2" ;; esac; }
@@ -50,12 +50,12 @@ ok "info shows mixed sizes" bash -c "'$IMGSET' info '$(location mmap mixed-gen-m
 
 # Bad input: clear messages, non-zero status, no crash.
 fails_with "unknown shape is named" "nosuch" "$IMGSET" gen --like nosuch --out "$(location mmap x)"
-fails_with "gen without --out is a usage error" "usage" "$IMGSET" gen --like cifar10
-fails_with "a non-numeric count is named" "\"ten\"" "$IMGSET" gen --like cifar10 --train ten --out "$(location mmap x)"
+usage_error "gen without --out is a usage error" "usage" "$IMGSET" gen --like cifar10
+usage_error "a non-numeric count is named" "\"ten\"" "$IMGSET" gen --like cifar10 --train ten --out "$(location mmap x)"
 fails_with "an existing destination is refused" "exist" "$IMGSET" convert "$m1" "$m2"
 fails_with "a missing source is named" "$SCRATCH/absent" "$IMGSET" convert "$(location mmap absent)" "$(location mmap y)"
 fails_with "an unknown scheme is named" "ftp" "$IMGSET" info "ftp://x"
-fails_with "an unknown command is refused" "unknown command" "$IMGSET" frobnicate
+usage_error "an unknown command is refused" "unknown command" "$IMGSET" frobnicate
 for cmd in gen import convert verify info; do
     ok "$cmd --help" bash -c "'$IMGSET' $cmd --help | grep -q usage"
 done
@@ -75,18 +75,24 @@ else
     skip "a full disk during a write is named" "cannot mount a small tmpfs here (not root?)"
 fi
 
-# An interrupted write leaves nothing that looks like a store.
+# An interrupted write leaves nothing that looks like a store. The signal comes once the
+# write is under way (its temporary exists); the command says it was interrupted.
 for st in "${stores[@]}"; do
     uri=$(location "$st" "interrupted-$st")
+    path=${uri#*:}
     "$IMGSET" gen --like hires --train 3000 --test 10 --out "$uri" >/dev/null 2>"$SCRATCH/int.err" &
     pid=$!
-    sleep 1
+    started=no
+    for i in $(seq 600); do
+        if compgen -G "$path.tmp*" >/dev/null; then started=yes; break; fi
+        sleep 0.1
+    done
     kill -INT "$pid"
     wait "$pid"
     rc=$?
-    path=${uri#*:}
-    ok "Ctrl-C during a $st write exits non-zero and leaves no store" \
-        bash -c "[ $rc -ne 0 ] && [ ! -e '$path' ] && ! ls '$path'.tmp* >/dev/null 2>&1"
+    ok "Ctrl-C during a $st write (started: $started) exits 1, says so, leaves no store" \
+        bash -c "[ $started = yes ] && [ $rc -eq 1 ] && grep -q 'interrupted' '$SCRATCH/int.err' &&
+                 [ ! -e '$path' ] && ! ls '$path'.tmp* >/dev/null 2>&1"
 done
 
 tap_done

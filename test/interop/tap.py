@@ -44,6 +44,13 @@ def skip_all(what, reason):
     finish()
 
 
+def require_cli():
+    """A CLI that is not built is a failure, never a skip: one not-ok line, the plan, exit."""
+    if not (os.path.isfile(IMGSET) and os.access(IMGSET, os.X_OK)):
+        ok(False, "the imgset CLI is built (%s; run make)" % IMGSET)
+        finish()
+
+
 def imgset(*args, timeout=300, merge=False):
     """Run the CLI; (exit status, stdout, stderr), stderr folded into stdout when merge."""
     p = subprocess.run([IMGSET, *args], stdout=subprocess.PIPE, text=True, timeout=timeout,

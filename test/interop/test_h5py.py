@@ -175,8 +175,7 @@ def expect_refused(tmp, name, build, needle):
 
 
 def main():
-    if not os.access(tap.IMGSET, os.X_OK):
-        tap.skip_all("h5py interop", "the imgset CLI is not built (%s)" % tap.IMGSET)
+    tap.require_cli()
     rc, out = imgset("--help")
     if "hdf5:" not in out:
         tap.skip_all("h5py interop", "this imgset was built without HDF5")

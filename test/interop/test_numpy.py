@@ -187,9 +187,7 @@ def check_fortran_refused(tmp):
 
 
 def main():
-    if not (os.path.isfile(tap.IMGSET) and os.access(tap.IMGSET, os.X_OK)):
-        ok(False, "%s is not built" % tap.IMGSET)
-        tap.finish()
+    tap.require_cli()
     with tap.scratch_dir("imgset-numpy-") as tmp:
         check_generated(tmp)
         check_numpy_written(tmp)

@@ -24,8 +24,7 @@ try:
 except ImportError as e:  # Debian's python3-torch / python3-numpy
     tap.skip_all("test_torch_checkpoint", "missing Python package: %s" % e)
 
-if not os.access(tap.IMGSET, os.X_OK):
-    tap.skip_all("test_torch_checkpoint", "imgset CLI not built (%s)" % tap.IMGSET)
+tap.require_cli()
 sys.path.insert(0, os.path.join(tap.ROOT, "test", "reference"))
 import make_reference as ref  # noqa: E402  (the PyTorch definitions of our models)
 

@@ -21,8 +21,7 @@ try:
 except ImportError as e:  # Debian's python3-torchvision / python3-pil / python3-numpy
     tap.skip_all("test_torchvision", "missing Python package: %s" % e)
 
-if not os.access(tap.IMGSET, os.X_OK):
-    tap.skip_all("test_torchvision", "imgset CLI not built (%s)" % tap.IMGSET)
+tap.require_cli()
 
 
 def imgset(*args):

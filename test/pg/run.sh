@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh — the PostgreSQL suite, against a throwaway cluster it starts and stops itself:
 # pg_regress (sql/, expected/), pgTAP files (test/pg/*.pg) through pg_prove, the libpq wire and
-# fuzz test, the postgresql:// store test, the CLI round trip, and the inference identity test.
+# fuzz test (test_wire), the postgresql:// store test (test_store_pg), the CLI round trip, and
+# the inference identity test.
 # Prints TAP: one line per pg_regress test, every pgTAP/C test line renumbered, then the plan;
 # exits non-zero on failure.
 # The server runs from test/pgtree.sh's private installation ($IMGSET_PG_BINDIR, made here when
@@ -119,38 +120,35 @@ else
     done
 fi
 
-# 5. C clients: the wire/fuzz test (libpq only) and the store test (with the loaders).
-CC=${CC:-cc}
-PGINC=$("$PG_CONFIG" --includedir)
-PGLIB=$("$PG_CONFIG" --libdir)
-if "$CC" -O2 -std=c11 -D_GNU_SOURCE -I"$PGINC" -o "$WORK/wire_test" test/pg/wire_test.c \
-        -L"$PGLIB" -lpq -lm 2>"$WORK/cc.err"; then
-    PGDATABASE=imgset_tap "$WORK/wire_test" "$FUZZ_COUNT" >"$WORK/tap.out" 2>&1
-    status=$?
-    relay wire_test <"$WORK/tap.out"
-    [ "$status" -eq 0 ] || tap_fail "wire_test exited with $status"
-else
-    tap_fail "wire_test compiles"; sed 's/^/# /' "$WORK/cc.err" | head -20
-fi
-STORE_TEST=$ROOT/build/pgtest/store_test   # built by the top-level Makefile with the library
-if [ -x "$STORE_TEST" ] && cp "$STORE_TEST" "$WORK/store_test"; then
-    psql_q -d postgres -c "CREATE DATABASE imgset_store" &&
-        psql_q -d imgset_store -c "CREATE EXTENSION pg_imgset"
-    "$WORK/store_test" "postgresql:///imgset_store?host=$PGHOST&port=$PGPORT&user=$PGUSER" \
-        >"$WORK/tap.out" 2>&1
-    status=$?
-    relay store_test <"$WORK/tap.out"
-    [ "$status" -eq 0 ] || tap_fail "store_test exited with $status"
-else
-    tap_fail "store_test is built ($STORE_TEST; run make)"
-fi
+# 5. The C tests of test/pg (built by the Makefile with tap.h and the library): the wire/fuzz
+# test and the postgresql:// store test. Not built is a failure, never a skip.
+psql_q -d postgres -c "CREATE DATABASE imgset_store" &&
+    psql_q -d imgset_store -c "CREATE EXTENSION pg_imgset"
+# run_c_test NAME DATABASE ARGS... — one built C test against a database of this cluster.
+run_c_test() {
+    local name=$1 db=$2; shift 2
+    local bin=$ROOT/build/pgtest/$name
+    if [ ! -x "$bin" ]; then
+        tap_fail "$name is built ($bin; run make)"
+        return
+    fi
+    PGDATABASE=$db "$bin" "$@" >"$WORK/tap.out" 2>&1
+    local status=$?
+    relay "$name" <"$WORK/tap.out"
+    [ "$status" -eq 0 ] || tap_fail "$name exited with $status"
+}
+run_c_test test_wire imgset_tap "$FUZZ_COUNT"
+run_c_test test_store_pg imgset_store "postgresql:///imgset_store?host=$PGHOST&port=$PGPORT&user=$PGUSER"
 
-# 6. The CLI: mmap -> postgresql -> mmap, same digests.
+# 6. The CLI: mmap -> postgresql -> mmap, same digests. A CLI that is not built, or built
+# without libpq where this suite runs, is a failure.
 IMGSET=${IMGSET:-$ROOT/build/imgset}
 if [ ! -x "$IMGSET" ]; then
-    tap_skip "CLI round trip through postgresql://" "no $IMGSET (build the CLI first)"
-elif ! "$IMGSET" --help 2>&1 | grep -q postgresql; then
-    tap_skip "CLI round trip through postgresql://" "this imgset was built without libpq"
+    tap_fail "the CLI is built ($IMGSET; run make)"
+    finish
+fi
+if ! "$IMGSET" --help 2>&1 | grep -q postgresql; then
+    tap_fail "the CLI has the postgresql:// store (built with libpq)"
 else
     psql_q -d postgres -c "CREATE DATABASE imgset_cli" &&
         psql_q -d imgset_cli -c "CREATE EXTENSION pg_imgset"
@@ -160,17 +158,13 @@ else
     [ "$status" -eq 0 ] || tap_fail "cli_roundtrip.sh exited with $status"
 fi
 
-# 7. In-database inference equals the CLI's, bit for bit (needs the CLI's predict / model).
-if [ ! -x "$IMGSET" ]; then
-    tap_skip "inference identity (imgset predict = imgset_predict)" "no $IMGSET (build the CLI first)"
-else
-    psql_q -d postgres -c "CREATE DATABASE imgset_infer" &&
-        psql_q -d imgset_infer -c "CREATE EXTENSION pg_imgset"
-    IMGSET=$IMGSET WORK=$WORK PSQL="$BINDIR/psql" bash test/pg/predict_identity.sh >"$WORK/tap.out" 2>&1
-    status=$?
-    relay identity <"$WORK/tap.out"
-    [ "$status" -eq 0 ] || tap_fail "predict_identity.sh exited with $status"
-fi
+# 7. In-database inference equals the CLI's, bit for bit.
+psql_q -d postgres -c "CREATE DATABASE imgset_infer" &&
+    psql_q -d imgset_infer -c "CREATE EXTENSION pg_imgset"
+IMGSET=$IMGSET WORK=$WORK PSQL="$BINDIR/psql" bash test/pg/predict_identity.sh >"$WORK/tap.out" 2>&1
+status=$?
+relay identity <"$WORK/tap.out"
+[ "$status" -eq 0 ] || tap_fail "predict_identity.sh exited with $status"
 
 # 8. The server survived everything.
 if "$BINDIR/psql" -X -Atc "SELECT 1" -d postgres >/dev/null 2>&1 &&

@@ -1,9 +1,11 @@
-/* tap.h — a tiny TAP producer for the C unit tests: ok(), skip(), tap_done(). */
+/* tap.h — a tiny TAP producer for the C tests: ok(), skip(), tap_deadline(), tap_done(). */
 #ifndef IMGSET_TAP_H
 #define IMGSET_TAP_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <unistd.h>
 
 static int tap_count, tap_failed;
 /* Printed before every test's description (the GPU tests mark their emulated runs). */
@@ -31,6 +33,30 @@ static void skip(const char *what, const char *reason)
 {
     printf("ok %d - %s%s # SKIP %s\n", ++tap_count, tap_prefix, what, reason);
     fflush(stdout);
+}
+
+static const char *tap_deadline_what;
+static unsigned tap_deadline_seconds;
+
+/* SIGALRM of tap_deadline: one failed test line naming what hung, then exit 1. */
+static void tap_deadline_passed(int sig)
+{
+    char line[300];
+    int n = snprintf(line, sizeof line, "not ok %d - %s: no answer in %u s\n", tap_count + 1,
+                     tap_deadline_what, tap_deadline_seconds);
+    (void)!write(STDOUT_FILENO, line, n > 0 && n < (int)sizeof line ? (size_t)n : 0);
+    _exit(1);
+}
+
+/* Fail (and end the program) when `what` takes more than `seconds`: a hang becomes a failed
+ * test instead of a stuck suite. 0 seconds disarms it. */
+static void tap_deadline(unsigned seconds, const char *what) __attribute__((unused));
+static void tap_deadline(unsigned seconds, const char *what)
+{
+    tap_deadline_what = what;
+    tap_deadline_seconds = seconds;
+    signal(SIGALRM, tap_deadline_passed);
+    alarm(seconds);
 }
 
 /* Print the plan and return the exit status for main(). */

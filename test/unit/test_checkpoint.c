@@ -223,11 +223,14 @@ static void bad_checkpoint(const char *what, const char *path, const char *needl
     model_free(m);
 }
 
-static void test_checkpoints(void)
+/* Save a checkpoint (good.safetensors) and load it back: weights, momentum, step, sampler
+ * position, shape and class names round-trip; no overwrite without asking. Returns the model
+ * saved (test_restore compares with it), or NULL. */
+static Model *test_round_trip(void)
 {
     Model *m = model_create("cnn-small", 3, 8, 8, 4, 4, 7);
     if (!ok(m != NULL, "create cnn-small 3x8x8, 4 classes"))
-        return;
+        return NULL;
     /* make velocity and step non-trivial */
     Rng r = rng_make(5, 5);
     for (size_t i = 0; i < m->graph.param_floats; i++)
@@ -235,9 +238,7 @@ static void test_checkpoints(void)
     m->step = 123;
     const char *names[4] = {"cat", "dog \"quoted\"", "back\\slash", "caf\xc3\xa9 \xe2\x98\x95"};
     TrainState state = {123, 0xFFFFFFFFFFFFFFFFull, 4, 1000};
-    char good[512], bad[512];
-    snprintf(good, sizeof good, "%s", path_of("good.safetensors"));
-    snprintf(bad, sizeof bad, "%s", path_of("bad.safetensors"));
+    const char *good = path_of("good.safetensors");
     ok(checkpoint_save(good, m, &state, names, 0) == 0, "save a checkpoint (%s)", imgset_error());
 
     DIR *d = opendir(dir);
@@ -290,8 +291,14 @@ static void test_checkpoints(void)
        "a checkpoint without class names loads (names NULL)");
     checkpoint_info_free(&info);
     model_free(back);
+    return m;
+}
 
-    /* restore into an existing model */
+/* Restore good.safetensors into an existing model (resume); another shape or architecture
+ * is refused. */
+static void test_restore(const Model *m)
+{
+    const char *good = path_of("good.safetensors");
     Model *other = model_create("cnn-small", 3, 8, 8, 4, 8, 99);
     ok(other && checkpoint_restore(good, other, NULL) == 0 &&
        memcmp(other->params, m->params, sizeof(float) * m->graph.param_floats) == 0 &&
@@ -305,8 +312,12 @@ static void test_checkpoints(void)
     ok(other && checkpoint_restore(good, other, NULL) < 0 && strstr(imgset_error(), "mlp"),
        "restore into another architecture fails");
     model_free(other);
+}
 
-    /* corrupt files */
+/* Missing, truncated and corrupt files: errors naming the file. */
+static void test_corrupt_files(void)
+{
+    const char *good = path_of("good.safetensors"), *bad = path_of("bad.safetensors");
     size_t len;
     uint8_t *file = read_whole(good, &len);
     bad_checkpoint("missing file", path_of("nope.safetensors"), "cannot open");
@@ -325,8 +336,17 @@ static void test_checkpoints(void)
     copy[7] = 0x40;   /* absurd header length */
     write_whole(bad, copy, len);
     bad_checkpoint("absurd header length", bad, "exceeds");
+    free(copy);
+    free(file);
+}
 
-    /* header edits: what to find, what to put there, the case, what the error must name */
+/* Edits of good.safetensors' JSON header: each an error naming what is wrong. */
+static void test_header_edits(void)
+{
+    const char *good = path_of("good.safetensors"), *bad = path_of("bad.safetensors");
+    size_t len;
+    uint8_t *file = read_whole(good, &len);
+    /* what to find, what to put there, the case, what the error must name */
     static const char *const edits[][4] = {
         {"\"fc2.bias\"", "\"fc9.bias\"", "a renamed tensor", "fc2.bias"},
         {"pg_imgset-checkpoint", "something-else", "wrong format", "not a pg_imgset checkpoint"},
@@ -348,8 +368,18 @@ static void test_checkpoints(void)
         free(h2);
     }
     free(h);
+    free(file);
+}
 
-    /* many random single-byte corruptions: never a crash; either an error or a valid load */
+/* Many random single-byte corruptions of the header: never a crash; either an error or a
+ * valid load. */
+static void test_random_corruptions(void)
+{
+    const char *good = path_of("good.safetensors"), *bad = path_of("bad.safetensors");
+    size_t len;
+    uint8_t *file = read_whole(good, &len);
+    uint8_t *copy = malloc(len);
+    CheckpointInfo info;
     Rng rr = rng_make(77, 0);
     int errors = 0, loads = 0;
     for (int i = 0; i < 200; i++) {
@@ -369,7 +399,6 @@ static void test_checkpoints(void)
        "valid, no crash", errors, loads);
     free(copy);
     free(file);
-    model_free(m);
 }
 
 /* One SGD step of m on fixed data derived from step. */
@@ -434,7 +463,14 @@ int main(void)
         return tap_done();
     }
     test_parser();
-    test_checkpoints();
+    Model *saved = test_round_trip();
+    if (saved) {
+        test_restore(saved);
+        test_corrupt_files();
+        test_header_edits();
+        test_random_corruptions();
+        model_free(saved);
+    }
     test_resume();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -275,7 +275,8 @@ static void write_idx(const char *images, const char *labels, int split, int n,
         write_file(labels, buf, size);
 }
 
-static void test_idx(void)
+/* IDX pairs, plain and gzip'd: the set they make, pixel and label exact; no test pair. */
+static void test_idx_import(void)
 {
     mkdir(path_of("mnisty"), 0700);
     static const uint8_t train_labels[5] = {3, 0, 9, 1, 3}, test_labels[3] = {2, 8, 0};
@@ -343,9 +344,17 @@ static void test_idx(void)
     store_close(s);
     ok(import_idx_open(ti, tl, vi, NULL) == NULL && strstr(imgset_error(), "both"),
        "test images without test labels fails: %s", imgset_error());
+}
 
+/* Bad IDX files (made by test_idx_import): each an error naming the file. */
+static void test_idx_bad_files(void)
+{
+    char ti[4200], tl[4200], vl[4200];
+    snprintf(ti, sizeof ti, "%s", path_of("mnisty/train-images"));
+    snprintf(tl, sizeof tl, "%s", path_of("mnisty/train-labels"));
+    snprintf(vl, sizeof vl, "%s", path_of("mnisty/test-labels.gz"));
     /* Wrong magic: the labels file given as images. */
-    s = import_idx_open(tl, tl, NULL, NULL);
+    Store *s = import_idx_open(tl, tl, NULL, NULL);
     ok(!s && strstr(imgset_error(), tl) && strstr(imgset_error(), "0x00000801") &&
            strstr(imgset_error(), "expected 0x00000803"),
        "labels as images: %s", imgset_error());
@@ -389,8 +398,13 @@ static void test_idx(void)
     ok(import_idx_open(path_of("mnisty/none"), tl, NULL, NULL) == NULL &&
            strstr(imgset_error(), "mnisty/none") && strstr(imgset_error(), "missing"),
        "missing file fails: %s", imgset_error());
+}
 
-    /* Header checks on buffers: huge sides, overflowing dims, short headers. */
+/* IDX header checks on buffers: huge sides, overflowing dims, short headers. */
+static void test_idx_headers(void)
+{
+    uint8_t buf[4096], pixels[60] = {0};
+    size_t size;
     IdxArray a;
     uint32_t huge[3] = {1, 70000, 3};
     size = idx_make(buf, 3, huge, pixels, 0);
@@ -406,17 +420,20 @@ static void test_idx(void)
     uint32_t empty[3] = {0, 28, 28};
     size = idx_make(buf, 3, empty, pixels, 0);
     ok(idx_parse(buf, size, 3, "e", &a) == 0 && a.dims[0] == 0, "0 images parse");
+}
 
-    /* A gzip'd header announcing more than the cap stops before inflating it all. */
+/* A gzip'd header announcing more than the cap stops before inflating it all. */
+static void test_idx_gzip_cap(void)
+{
     uint8_t *out;
     size_t out_size;
     uint32_t big[3] = {1000, 100, 100};
     uint8_t *zeros = calloc(1, 1000 * 100 * 100 + 64);
-    size = idx_make(zeros, 3, big, zeros + 64, 0) + 1000 * 100 * 100;
+    size_t size = idx_make(zeros, 3, big, zeros + 64, 0) + 1000 * 100 * 100;
     uLongf zlen = compressBound(size) + 64;
     uint8_t *packed = malloc(zlen);
     write_gz("mnisty/big.gz", zeros, size, 1);
-    f = fopen(path_of("mnisty/big.gz"), "rb");
+    FILE *f = fopen(path_of("mnisty/big.gz"), "rb");
     zlen = f ? fread(packed, 1, zlen, f) : 0;
     if (f)
         fclose(f);
@@ -473,7 +490,10 @@ int main(void)
         return 1;
     }
     test_cifar10();
-    test_idx();
+    test_idx_import();
+    test_idx_bad_files();
+    test_idx_headers();
+    test_idx_gzip_cap();
     test_fashion_mnist();
     for (int i = n_made - 1; i >= 0; i--)
         remove(made[i]);

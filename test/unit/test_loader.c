@@ -1,5 +1,6 @@
 /* test_loader.c — sampler rules (sharding, drop-last, resume), transforms, and the loader:
  * the same batches with any worker count, errors that name the index, no hang at close. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,40 +17,99 @@
 
 static char scratch[] = "/tmp/imgset-test-loader.XXXXXX";
 
+/* One sharded epoch checked against the contract of sampler.h: equal images and batches on
+ * every rank, short batches only last (none with drop-last), ranks disjoint, together the
+ * permutation's positions below world * floor(n / world), and the ranks' batch b together
+ * the world-1 batch b of size batch * world cut at that bound. Returns 1 when it holds. */
+static int sharded_epoch_holds(uint64_t n, int world, int batch, int drop_last, uint64_t epoch)
+{
+    uint64_t kept = (uint64_t)world * (n / (uint64_t)world);
+    int64_t want_batches = drop_last ? (int64_t)(n / world / batch)
+                                     : (int64_t)((n / world + batch - 1) / batch);
+    Sampler ranks[8], whole;
+    SamplerOptions wo = {n, batch * world, 1, 0, 9, 0, 1};
+    if (world > 8 || sampler_init(&whole, &wo) < 0)
+        return 0;
+    sampler_set_epoch(&whole, epoch);
+    for (int r = 0; r < world; r++) {
+        SamplerOptions o = {n, batch, 1, drop_last, 9, r, world};
+        if (sampler_init(&ranks[r], &o) < 0 || ranks[r].batches != want_batches ||
+            ranks[r].rank_count != n / world)
+            return 0;
+        sampler_set_epoch(&ranks[r], epoch);
+    }
+    int *seen = calloc(n + 1, sizeof *seen);
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)batch * world), *union_ids = idx;
+    int64_t one[64];
+    uint64_t images[8] = {0};
+    int holds = seen && idx;
+    for (int64_t b = 0; holds && b < want_batches; b++) {
+        int in_union = 0;
+        for (int r = 0; r < world; r++) {
+            int got = sampler_batch(&ranks[r], b, one);
+            holds &= got == batch || (!drop_last && b == want_batches - 1 && got > 0);
+            for (int i = 0; i < got && holds; i++) {
+                holds &= one[i] >= 0 && (uint64_t)one[i] < n && seen[one[i]]++ == 0;
+                union_ids[in_union++] = one[i];
+            }
+            images[r] += got > 0 ? (uint64_t)got : 0;
+        }
+        /* World 1, batch size batch * world: the same batch b, positions cut at `kept`. */
+        int64_t ref[64 * 8];
+        int nref = sampler_batch(&whole, b, ref);
+        uint64_t first = (uint64_t)b * batch * world;
+        if (nref > 0 && first + (uint64_t)nref > kept)
+            nref = (int)(kept - first);
+        holds &= nref == in_union;
+        for (int i = 0; i < nref && holds; i++) {
+            int found = 0;
+            for (int j = 0; j < in_union; j++)
+                found |= union_ids[j] == ref[i];
+            holds &= found;
+        }
+    }
+    for (int r = 0; r < world; r++)
+        holds &= images[r] == (drop_last ? (uint64_t)want_batches * batch : n / world);
+    if (!drop_last) {
+        /* Covered: exactly the permutation's positions below `kept`; the tail never. */
+        for (uint64_t p = 0; p < n && holds; p++)
+            holds &= seen[permutation_at(&whole.perm, p)] == (p < kept);
+        holds &= sampler_batch(&ranks[0], want_batches, one) < 0;
+    }
+    free(seen);
+    free(idx);
+    return holds;
+}
+
 static void test_sharding(void)
 {
-    const uint64_t counts[] = {0, 1, 7, 100, 1001};
-    const int worlds[] = {1, 2, 3, 8};
-    for (size_t a = 0; a < sizeof counts / sizeof counts[0]; a++)
-        for (size_t b = 0; b < sizeof worlds / sizeof worlds[0]; b++) {
-            uint64_t n = counts[a];
-            int world = worlds[b];
-            int *seen = calloc(n + 1, sizeof *seen);
-            int64_t idx[16];
-            int bad = 0;
-            for (int rank = 0; rank < world; rank++) {
-                Sampler s;
-                SamplerOptions o = {n, 16, 1, 0, 9, rank, world};
-                if (sampler_init(&s, &o) < 0) {
-                    bad = 1;
-                    break;
-                }
-                sampler_set_epoch(&s, 2);
-                for (int64_t k = 0; k < s.batches; k++) {
-                    int got = sampler_batch(&s, k, idx);
-                    for (int i = 0; i < got; i++)
-                        if (idx[i] < 0 || (uint64_t)idx[i] >= n)
-                            bad = 1;
-                        else
-                            seen[idx[i]]++;
-                }
-            }
-            for (uint64_t i = 0; i < n; i++)
-                bad |= seen[i] != 1;
-            free(seen);
-            ok(!bad, "n=%llu world=%d: ranks are disjoint and cover the epoch exactly once",
-               (unsigned long long)n, world);
+    /* Counts where floor(n / w) != ceil(n / w) for every world 2-5, and some where not. */
+    const uint64_t counts[] = {0, 1, 7, 23, 59, 60, 101, 1001};
+    for (int world = 1; world <= 5; world++)
+        for (int drop_last = 0; drop_last <= 1; drop_last++) {
+            int holds = 1;
+            for (size_t a = 0; a < sizeof counts / sizeof counts[0]; a++)
+                for (uint64_t epoch = 0; epoch < 3; epoch++)
+                    holds &= sharded_epoch_holds(counts[a], world, 4, drop_last, epoch);
+            ok(holds, "world %d, %s: each rank floor(n/%d) images in equal batches, disjoint, "
+               "all but the tail covered, batch b = world-1 batch b (8 sizes n, 3 epochs)",
+               world, drop_last ? "drop-last" : "keep-last", world);
         }
+    ok(sharded_epoch_holds(1001, 8, 16, 0, 2) && sharded_epoch_holds(1001, 8, 16, 1, 2),
+       "world 8, batches of 16 over 1001 images: the contract holds");
+
+    /* The tail is the permutation's last n mod w positions: other images each epoch. */
+    Permutation p0, p1;
+    permutation_init(&p0, 23, 9, 0);
+    permutation_init(&p1, 23, 9, 1);
+    int tails_differ = 0;
+    for (uint64_t q = 20; q < 23; q++) {
+        int in_other = 0;
+        for (uint64_t t = 20; t < 23; t++)
+            in_other |= permutation_at(&p0, q) == permutation_at(&p1, t);
+        tails_differ |= !in_other;
+    }
+    ok(tails_differ, "23 images, world 5: epochs 0 and 1 drop different images");
 
     Sampler s0, s1;
     SamplerOptions o0 = {1000, 64, 1, 1, 5, 0, 3}, o1 = {1000, 64, 1, 1, 5, 2, 3};
@@ -140,6 +200,18 @@ static void test_transforms(void)
     ok(same, "RGB to_float equals the per-element formula bit for bit, channels-first");
 }
 
+/* Threads of this process (/proc/self/task), or -1. */
+static int thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return d ? n : -1;
+}
+
 /* Read every batch of an epoch and digest indices + labels + pixels. */
 static uint64_t epoch_digest(const char *uri, int workers, uint64_t epoch, int64_t start,
                              int augment, int64_t *images)
@@ -212,11 +284,20 @@ static void test_loader(void)
     ok(nres == nfull - 3 * 32 && memcmp(resumed, full + 3 * 32, nres * sizeof(int64_t)) == 0,
        "resuming at batch 3 continues with the same images");
     ok(loader_start_epoch(l, 1, 99) < 0, "resuming past the end is refused");
-    /* Close in the middle of an epoch: workers must not hang. */
-    loader_start_epoch(l, 2, 0);
-    loader_next(l, &b);
+    /* Close in the middle of an epoch: the workers stop and are joined, and close returns (a
+     * hang fails the test through the alarm instead of stopping the suite). */
     loader_close(l);
-    ok(1, "closing mid-epoch returns");
+    int threads_before = thread_count();
+    o.workers = 3;
+    l = loader_open(uri, &o);
+    int running = l && loader_start_epoch(l, 2, 0) == 0 && loader_next(l, &b) == 1 &&
+                  thread_count() == threads_before + 3;
+    tap_deadline(60, "closing mid-epoch");
+    loader_close(l);
+    tap_deadline(600, "test_loader");
+    ok(running && thread_count() == threads_before,
+       "closing mid-epoch returns and joins its 3 workers (%d threads, %d before the loader)",
+       thread_count(), threads_before);
 
     /* Mixed sizes need a target size; with one, every image comes out at that size. */
     loader_options_default(&o);
@@ -273,6 +354,7 @@ int main(void)
 {
     if (!mkdtemp(scratch))
         return perror("mkdtemp"), 1;
+    tap_deadline(600, "test_loader");   /* a loader that hangs fails instead of stalling */
     test_sharding();
     test_transforms();
     test_loader();

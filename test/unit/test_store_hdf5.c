@@ -490,20 +490,14 @@ static void corrupt_gzip_chunk(void)
     store_close(s);
 }
 
-int main(void)
+/* Fixed shapes, contiguous (the default) and gzip with one image per chunk; the options
+ * are not part of the file name; a corrupt chunk is named. */
+static void test_fixed_layouts(void)
 {
-    snprintf(test_dir, sizeof test_dir, "%s/imgset-hdf5-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(test_dir)) {
-        ok(0, "mkdtemp");
-        return tap_done();
-    }
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* the raw-file helpers' own failures stay quiet */
     DatasetInfo info;
     int filters;
     hsize_t chunk[4] = {0};
 
-    /* Fixed shapes, contiguous: the default. */
     make_info(&info, "fixed", 3, 40, (ImageShape){9, 11, 3}, 13, (ImageShape){9, 11, 3});
     round_trip("fixed contiguous", hdf5_uri("a.h5", ""), &info);
     ok(dataset_layout(in_dir("a.h5"), "/train/images", &filters, chunk) == H5D_CONTIGUOUS &&
@@ -525,13 +519,25 @@ int main(void)
     ok(check_set(hdf5_uri("b.h5", ""), &info) == 0, "fixed gzip: reads back without the option");
     corrupt_gzip_chunk();
     dataset_info_free(&info);
+}
 
-    /* Images across several write batches, and one image larger than the batch buffer. */
+/* Images across several write batches, and one image larger than the batch buffer. */
+static void test_large_images(void)
+{
+    DatasetInfo info;
+
     make_info(&info, "big", 2, 5, (ImageShape){1024, 1024, 3}, 2, (ImageShape){2048, 1536, 3});
     round_trip("large images", hdf5_uri("big.h5", ""), &info);
     dataset_info_free(&info);
+}
 
-    /* Ragged splits, contiguous and gzip; a fixed split of zero images beside a ragged one. */
+/* Ragged splits, contiguous and gzip; a fixed split of zero images beside a ragged one. */
+static void test_ragged(void)
+{
+    DatasetInfo info;
+    int filters;
+    hsize_t chunk[4] = {0};
+
     make_info(&info, "ragged", 4, 30, (ImageShape){0, 0, 0}, 7, (ImageShape){0, 0, 0});
     round_trip("ragged contiguous", hdf5_uri("r.h5", ""), &info);
     ok(dataset_layout(in_dir("r.h5"), "/train/images", &filters, chunk) == H5D_CONTIGUOUS,
@@ -544,27 +550,34 @@ int main(void)
     round_trip("ragged train, empty test", hdf5_uri("r0.h5", ""), &info);
     round_trip("ragged train, empty test, gzip", hdf5_uri("r0z.h5", "?compression=gzip"), &info);
     dataset_info_free(&info);
+}
 
-    /* Many class names: an attribute larger than 64 KiB. */
-    {
-        enum { K = 5000 };
-        memset(&info, 0, sizeof info);
-        char **names = calloc(K, sizeof *names);
-        for (int i = 0; i < K; i++) {
-            names[i] = malloc(40);
-            snprintf(names[i], 40, "a-rather-long-class-name-number-%05d", i);
-        }
-        dataset_info_set_classes(&info, K, (const char *const *)names);
-        for (int i = 0; i < K; i++)
-            free(names[i]);
-        free(names);
-        info.split[SPLIT_TRAIN] = (SplitInfo){4, {2, 2, 3}};
-        info.split[SPLIT_TEST] = (SplitInfo){1, {2, 2, 3}};
-        round_trip("5000 class names", hdf5_uri("k.h5", ""), &info);
-        dataset_info_free(&info);
+/* Many class names: an attribute larger than 64 KiB. */
+static void test_many_class_names(void)
+{
+    enum { K = 5000 };
+    DatasetInfo info;
+    memset(&info, 0, sizeof info);
+    char **names = calloc(K, sizeof *names);
+    for (int i = 0; i < K; i++) {
+        names[i] = malloc(40);
+        snprintf(names[i], 40, "a-rather-long-class-name-number-%05d", i);
     }
+    dataset_info_set_classes(&info, K, (const char *const *)names);
+    for (int i = 0; i < K; i++)
+        free(names[i]);
+    free(names);
+    info.split[SPLIT_TRAIN] = (SplitInfo){4, {2, 2, 3}};
+    info.split[SPLIT_TEST] = (SplitInfo){1, {2, 2, 3}};
+    round_trip("5000 class names", hdf5_uri("k.h5", ""), &info);
+    dataset_info_free(&info);
+}
 
-    /* Existing destination: refused, left alone. */
+/* An existing destination is refused and left alone; an unknown option is refused. */
+static void test_existing_destination(void)
+{
+    DatasetInfo info;
+
     make_info(&info, "fixed", 3, 40, (ImageShape){9, 11, 3}, 13, (ImageShape){9, 11, 3});
     long before = file_size(in_dir("a.h5"));
     Store *s = store_create(hdf5_uri("a.h5", ""), &info);
@@ -578,8 +591,13 @@ int main(void)
        imgset_error());
     store_close(s);
     dataset_info_free(&info);
+}
 
-    /* Abort leaves nothing: fixed, and ragged (with its spool). */
+/* An abort leaves nothing: fixed, and ragged (with its spool); so does a failed commit. */
+static void test_abort_leaves_nothing(void)
+{
+    DatasetInfo info;
+
     mkdir(in_dir("aborted"), 0700);
     make_info(&info, "x", 3, 40, (ImageShape){9, 11, 3}, 13, (ImageShape){9, 11, 3});
     ok(write_set(hdf5_uri("aborted/f.h5", ""), &info, 17) == 0 &&
@@ -597,8 +615,12 @@ int main(void)
            "failed commit leaves nothing (%s)", imgset_error());
     }
     dataset_info_free(&info);
+}
 
-    /* Cut and foreign files. */
+/* Files cut short and files that are not HDF5: open errors naming the file (a.h5 comes
+ * from test_fixed_layouts). */
+static void test_cut_and_foreign_files(void)
+{
     long full = file_size(in_dir("a.h5"));
     copy_prefix(in_dir("a.h5"), in_dir("half.h5"), full / 2);
     expect_open_error("file cut in half", hdf5_uri("half.h5", ""), "half.h5", "truncated");
@@ -613,8 +635,11 @@ int main(void)
     expect_open_error("not an HDF5 file", hdf5_uri("text.h5", ""), "not an HDF5 file",
                       "text.h5");
     expect_open_error("missing file", hdf5_uri("missing.h5", ""), "missing.h5", NULL);
+}
 
-    /* Files as h5py writes them. */
+/* Files as h5py writes them: contiguous, chunked, gzip, gray, without names, ragged. */
+static void test_h5py_files(void)
+{
     RawSpec spec = raw_defaults();
     ok(check_raw(raw_file("raw.h5", &spec), &spec, "n0") == 0, "h5py contiguous reads");
     spec.chunk_images = 3;
@@ -663,9 +688,12 @@ int main(void)
            "h5py ragged (uint8 labels) reads (%s)", bad < 0 ? imgset_error() : "");
         store_close(r);
     }
+}
 
-    /* Bad h5py-style files. */
-    spec = raw_defaults();
+/* Bad h5py-style files: each an open error naming what is wrong. */
+static void test_bad_h5py_files(void)
+{
+    RawSpec spec = raw_defaults();
     spec.image_type = H5T_IEEE_F32LE;
     raw_file("float.h5", &spec);
     expect_open_error("images not uint8", hdf5_uri("float.h5", ""),
@@ -708,7 +736,26 @@ int main(void)
     spec = raw_defaults();
     expect_open_error("unknown read option", hdf5_uri("raw.h5", "?mode=fast"), "mode=fast",
                       NULL);
+}
 
+int main(void)
+{
+    snprintf(test_dir, sizeof test_dir, "%s/imgset-hdf5-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(test_dir)) {
+        ok(0, "mkdtemp");
+        return tap_done();
+    }
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* the raw-file helpers' own failures stay quiet */
+    test_fixed_layouts();
+    test_large_images();
+    test_ragged();
+    test_many_class_names();
+    test_existing_destination();
+    test_abort_leaves_nothing();
+    test_cut_and_foreign_files();
+    test_h5py_files();
+    test_bad_h5py_files();
     if (getenv("KEEP"))   /* KEEP=1 leaves the files for a look */
         printf("# kept %s\n", test_dir);
     else

@@ -297,7 +297,8 @@ static const char *fresh_ragged(const char *name)
     return at(name);
 }
 
-static void test_bad_directories(void)
+/* Broken .npy files: truncated, a wrong magic, dtype or order, label counts and ranges. */
+static void test_bad_npy_files(void)
 {
     char uri[600], path[600];
     const char *dir;
@@ -349,6 +350,14 @@ static void test_bad_directories(void)
     int64_t four[1] = {4}, labels4[4] = {0, 1, NUM_CLASSES, 2};
     replace_npy(dir, "train_labels.npy", NPY_DTYPE_INT64, 1, four, labels4, 4);
     open_fails(uri, "train_labels.npy", "outside 0..4", "a label out of range");
+}
+
+/* Labels in other integer dtypes, (N, H, W) images, and more channels than the limit. */
+static void test_label_dtypes_and_shapes(void)
+{
+    char uri[600];
+    const char *dir;
+    int64_t four[1] = {4};
 
     dir = fresh_fixed("b_i32");
     snprintf(uri, sizeof uri, "mmap:%s", dir);
@@ -381,6 +390,13 @@ static void test_bad_directories(void)
     int64_t c5[4] = {4, 1, 1, 5};
     replace_npy(dir, "train_images.npy", NPY_DTYPE_UINT8, 4, c5, NULL, 20);
     open_fails(uri, "train_images.npy", "outside the limits", "5 channels");
+}
+
+/* A missing file or directory, the imgset.txt marker and classes.txt: errors naming the file. */
+static void test_bad_markers(void)
+{
+    char uri[600], path[600];
+    const char *dir;
 
     dir = fresh_fixed("b_missing");
     snprintf(uri, sizeof uri, "mmap:%s", dir);
@@ -403,6 +419,13 @@ static void test_bad_directories(void)
     snprintf(uri, sizeof uri, "mmap:%s", dir);
     write_file(dir, "classes.txt", "", 0);
     open_fails(uri, "classes.txt", "0 class names", "an empty classes.txt");
+}
+
+/* Ragged splits whose offsets and shapes disagree with each other or the pixels. */
+static void test_bad_ragged_files(void)
+{
+    char uri[600], path[600];
+    const char *dir;
 
     dir = fresh_ragged("r_range");
     snprintf(uri, sizeof uri, "mmap:%s", dir);
@@ -449,10 +472,14 @@ static void test_bad_directories(void)
     snprintf(path, sizeof path, "%s/test_shapes.npy", dir);
     unlink(path);
     open_fails(uri, "test_shapes.npy", "cannot open", "a ragged split without shapes");
+}
 
+/* Creating under a missing parent directory is refused, naming the path. */
+static void test_create_missing_parent(void)
+{
     DatasetInfo info;
     make_info(&info, 1, fixed_shape, 1, fixed_shape);
-    s = store_create("mmap:/nonexistent/parent/x", &info);
+    Store *s = store_create("mmap:/nonexistent/parent/x", &info);
     ok(!s && strstr(imgset_error(), "/nonexistent/parent/x.tmp-"),
        "create under a missing parent is refused: %s", imgset_error());
     dataset_info_free(&info);
@@ -482,7 +509,11 @@ int main(void)
     }
     test_round_trips();
     test_writer_refusals();
-    test_bad_directories();
+    test_bad_npy_files();
+    test_label_dtypes_and_shapes();
+    test_bad_markers();
+    test_bad_ragged_files();
+    test_create_missing_parent();
     test_view_refusal();
     rm_tree(root);
     return tap_done();

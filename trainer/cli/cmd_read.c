@@ -24,7 +24,7 @@ static void read_usage(FILE *out)
             "usage: imgset read URI [--split S] [--batch B] [--epochs E] [--workers W]\n"
             "                   [--size N|HxW] [--float] [--augment] [--seed S] [--no-shuffle]\n"
             "                   [--drop-last] [--rank R --world N] [--cold] [--digest]\n"
-            "                   [--device cpu|cuda|auto] [--json FILE]\n\n"
+            "                   [--device cpu|cuda|auto] [--json FILE] [--ids FILE]\n\n"
             "Read batches through the loader only (no training) and report per epoch: images/s,\n"
             "MB/s of pixels delivered, mean data-wait per batch, first-batch latency; peak RSS.\n"
             "  --split S     train (default) or test\n"
@@ -42,7 +42,9 @@ static void read_usage(FILE *out)
             "                (gpummap: stores are gathered by the GPU, others copied from pinned\n"
             "                memory; --float normalises on the GPU), adding host-to-device GB/s;\n"
             "                auto: cuda where a device is, else cpu (as train and predict)\n"
-            "  --json FILE   the same numbers as JSON\n");
+            "  --json FILE   the same numbers as JSON\n"
+            "  --ids FILE    the dataset indices of every timed batch, a line per batch:\n"
+            "                the epoch, then the indices (to check sharding)\n");
 }
 
 /* What the command line asked for. */
@@ -51,7 +53,7 @@ typedef struct ReadArgs {
     LoaderOptions loader;
     long long epochs;
     int cold, digest;
-    const char *json;
+    const char *json, *ids;
 } ReadArgs;
 
 /* Clamp a parsed count into an int32 option. */
@@ -72,7 +74,7 @@ static int parse_read_args(int argc, char **argv, ReadArgs *a)
         {"rank", required_argument, 0, 'r'},    {"world", required_argument, 0, 'W'},
         {"cold", no_argument, 0, 'c'},          {"digest", no_argument, 0, 'g'},
         {"json", required_argument, 0, 'j'},    {"device", required_argument, 0, 'D'},
-        {"help", no_argument, 0, 'h'},
+        {"ids", required_argument, 0, 'i'},     {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     memset(a, 0, sizeof *a);
@@ -127,6 +129,7 @@ static int parse_read_args(int argc, char **argv, ReadArgs *a)
         case 'c': a->cold = 1; break;
         case 'g': a->digest = 1; break;
         case 'j': a->json = optarg; break;
+        case 'i': a->ids = optarg; break;
         case 'D':
             if ((device = cli_parse_device("read", optarg, 1)) == -2) return 2;
             break;
@@ -149,18 +152,35 @@ static int parse_read_args(int argc, char **argv, ReadArgs *a)
     return 0;
 }
 
-/* The digest of a batch sequence: indices, labels and pixels of every batch, in order
- * (batches delivered in GPU memory are downloaded first). */
-typedef struct Digest {
-    XXH3_state_t *state;
+/* What the timed epochs do with each batch: the digest of the sequence (indices, labels and
+ * pixels of every batch, in order; batches in GPU memory are downloaded first) and the --ids
+ * lines. */
+typedef struct Visit {
+    XXH3_state_t *state;  /* NULL without --digest */
     size_t image_bytes;
     uint8_t *download;    /* host copy of a batch gathered on the device */
     size_t download_cap;
-} Digest;
+    FILE *ids;            /* NULL without --ids */
+    long long epoch;
+} Visit;
 
-static int digest_batch(void *ctx, const Batch *b)
+/* One line of --ids: the epoch, then the batch's dataset indices. */
+static int write_batch_ids(Visit *v, const Batch *b)
 {
-    Digest *d = ctx;
+    fprintf(v->ids, "%lld", v->epoch);
+    for (int i = 0; i < b->count; i++)
+        fprintf(v->ids, " %lld", (long long)b->indices[i]);
+    fputc('\n', v->ids);
+    return ferror(v->ids) ? imgset_fail("--ids: write failed") : 0;
+}
+
+static int visit_batch(void *ctx, const Batch *b)
+{
+    Visit *d = ctx;
+    if (d->ids && write_batch_ids(d, b) < 0)
+        return -1;
+    if (!d->state)
+        return 0;
     size_t bytes = (size_t)b->count * d->image_bytes;
     const uint8_t *pixels = b->pixels;
 #ifdef IMGSET_HAVE_CUDA
@@ -218,9 +238,13 @@ static void print_epoch(const ReadArgs *a, const ReadResult *r, long long e)
  * printed; the digest (when asked) covers the timed epochs. 0 or -1. */
 static int read_epochs(const ReadArgs *a, Loader *l, ReadResult *r)
 {
-    Digest d = {a->digest ? XXH3_createState() : NULL, r->image_bytes, NULL, 0};
+    Visit d = {a->digest ? XXH3_createState() : NULL, r->image_bytes, NULL, 0, NULL, 0};
     if (a->digest && !d.state)
         return imgset_fail("out of memory for the digest");
+    if (a->ids && !(d.ids = fopen(a->ids, "w"))) {
+        XXH3_freeState(d.state);
+        return imgset_fail("%s: cannot write: %m", a->ids);
+    }
     if (d.state)
         XXH3_128bits_reset(d.state);
     int rc = 0;
@@ -228,7 +252,8 @@ static int read_epochs(const ReadArgs *a, Loader *l, ReadResult *r)
     if (!a->cold)
         rc = measure_epoch(l, 0, "warm-up", NULL, NULL, &warm);
     for (long long e = 0; e < a->epochs && rc == 0; e++) {
-        rc = measure_epoch(l, (uint64_t)e, "read", d.state ? digest_batch : NULL, &d,
+        d.epoch = e;
+        rc = measure_epoch(l, (uint64_t)e, "read", d.state || d.ids ? visit_batch : NULL, &d,
                            &r->epochs[e]);
         if (rc == 0)
             print_epoch(a, r, e);
@@ -240,6 +265,8 @@ static int read_epochs(const ReadArgs *a, Loader *l, ReadResult *r)
     }
     if (d.state)
         XXH3_freeState(d.state);
+    if (d.ids && fclose(d.ids) != 0 && rc == 0)
+        rc = imgset_fail("%s: write failed", a->ids);
     free(d.download);
     return rc;
 }

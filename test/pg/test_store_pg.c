@@ -1,9 +1,8 @@
-/* store_test.c — the postgresql:// store through the library (loaders/store_pg.c): write,
+/* test_store_pg.c — the postgresql:// store through the library (loaders/store_pg.c): write,
  * read back, refuse overwrites, leave nothing after an abort, sequential and random reads,
  * ragged sets; and the server's shuffle equals the client's sampler (loaders/sampler.c).
- * Prints TAP. Usage: store_test BASE_URI   e.g. postgresql:///db?host=/tmp/x&port=5432 */
+ * Prints TAP. Usage: test_store_pg BASE_URI   e.g. postgresql:///db?host=/tmp/x&port=5432 */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,27 +14,10 @@
 #include "permute.h"
 #include "sampler.h"
 #include "store.h"
+#include "tap.h"
 #include "transform.h"
 
-
-static int tests, failures;
-
-static void ok(int cond, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%sok %d - ", cond ? "" : "not ", ++tests);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!cond) {
-        failures++;
-        printf("# last library error: %s\n", imgset_error());
-    }
-    fflush(stdout);
-}
-
-static char base[1024];
+static char base[1024];   /* the server's URI without dataset=, also its libpq conninfo */
 
 /* base URI + "&dataset=NAME" in a static buffer. */
 static const char *uri(const char *name)
@@ -133,11 +115,11 @@ static Store *load(const char *like, int64_t train, int64_t test, const char *na
 }
 
 /* Run one query on a fresh connection and return the first value (static buffer), or "". */
-static const char *query(const char *conninfo, const char *sql)
+static const char *query(const char *sql)
 {
     static char out[8192];
     out[0] = '\0';
-    PGconn *c = PQconnectdb(conninfo);
+    PGconn *c = PQconnectdb(base);
     PGresult *res = PQexec(c, sql);
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0)
         snprintf(out, sizeof out, "%s", PQgetvalue(res, 0, 0));
@@ -150,11 +132,11 @@ static const char *query(const char *conninfo, const char *sql)
 
 /* imgset_batch's server-side resize + centre crop of a few mixed-size images against the
  * client loader's transform_resize_crop of the same images: equal byte for byte. */
-static int server_resize_matches(Store *gen, const char *conninfo)
+static int server_resize_matches(Store *gen)
 {
     enum { SIDE = 24, N = 5 };
     const int64_t ids[N] = {5, 0, 17, 39, 22};
-    PGconn *c = PQconnectdb(conninfo);
+    PGconn *c = PQconnectdb(base);
     PGresult *res = PQexecParams(c, "SELECT (imgset.imgset_batch('imgset.st_mixed_train', "
                                     "'{5,0,17,39,22}', 24, 24)).pixels",
                                  0, NULL, NULL, NULL, NULL, 1);
@@ -190,21 +172,20 @@ static int stop_after(void *ctx, int64_t done, int64_t total)
     return done >= *(int64_t *)ctx;
 }
 
-int main(int argc, char **argv)
+/* A fixed-shape set: write, reopen, compare everything in order and out of order, gather.
+ * Returns its generator (the later cases use it), or NULL when it could not be written. */
+static Store *test_fixed_set(void)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: store_test BASE_URI\n");
-        return 2;
-    }
-    snprintf(base, sizeof base, "%s", argv[1]);
-
-    /* A fixed-shape set: write, reopen, compare everything in order and out of order. */
     Store *gen = load("cifar10", 2500, 300, "st_cifar");
-    ok(gen != NULL, "cifar10-like set (2500 + 300) written through postgresql://");
+    ok(gen != NULL, "cifar10-like set (2500 + 300) written through postgresql://: %s",
+       gen ? "" : imgset_error());
     Store *pg = store_open(uri("st_cifar"));
-    ok(pg != NULL, "and opened again");
-    if (!gen || !pg)
-        return printf("Bail out! %s\n", imgset_error()), 1;
+    ok(pg != NULL, "and opened again: %s", pg ? "" : imgset_error());
+    if (!gen || !pg) {
+        store_close(pg);
+        store_close(gen);
+        return NULL;
+    }
     ok(pg->info.split[SPLIT_TRAIN].count == 2500 && pg->info.split[SPLIT_TEST].count == 300 &&
            pg->info.num_classes == 10 && strcmp(pg->info.class_names[3], "cls003") == 0 &&
            pg->info.split[SPLIT_TRAIN].shape.height == 32 &&
@@ -231,15 +212,20 @@ int main(int argc, char **argv)
     int32_t got_labels[2];
     ok(store_read_batch(pg, SPLIT_TRAIN, bad, 2, got, got_labels) < 0 &&
            strstr(imgset_error(), "out of range"),
-       "a gather with an index past the split is refused");
+       "a gather with an index past the split is refused: %s", imgset_error());
     free(got);
     store_close(pg);
+    return gen;
+}
 
-    /* Large images: a gather of 25 512x512 images (19 MB) goes in several calls (at most 8 MB
-     * of pixels each), and still comes back whole and in order. */
+/* Large images: a gather of 25 512x512 images (19 MB) goes in several calls (at most 8 MB of
+ * pixels each), and still comes back whole and in order. */
+static void test_large_images(void)
+{
     Store *big = load("hires", 30, 2, "st_hires");
-    pg = big ? store_open(uri("st_hires")) : NULL;
-    ok(pg != NULL, "hires-like set (30 + 2 images of 512x512x3) written and opened");
+    Store *pg = big ? store_open(uri("st_hires")) : NULL;
+    ok(pg != NULL, "hires-like set (30 + 2 images of 512x512x3) written and opened: %s",
+       pg ? "" : imgset_error());
     if (pg) {
         int64_t big_ids[25];
         shuffled_ids(big_ids, 25, 30, 8);
@@ -249,71 +235,94 @@ int main(int argc, char **argv)
     }
     store_close(pg);
     store_close(big);
+}
 
-    /* The server's shuffle is the client's sampler. */
-    char conninfo[1100];
-    snprintf(conninfo, sizeof conninfo, "%s", base);
+/* "{id,id,…}" of batch `batch` of a sampler, as the server prints a bigint[]. */
+static void sampler_ids_text(const Sampler *sampler, int64_t batch, char *out, size_t cap)
+{
+    int64_t ids[64];
+    int n = sampler_batch(sampler, batch, ids);
+    size_t used = (size_t)snprintf(out, cap, "{");
+    for (int k = 0; k < n && used < cap; k++)
+        used += (size_t)snprintf(out + used, cap - used, "%s%" PRId64, k ? "," : "", ids[k]);
+    if (used < cap)
+        snprintf(out + used, cap - used, "}");
+}
+
+/* The server's shuffle and sharding (imgset_batch of the st_cifar split, 2500 images) are the
+ * client's sampler, and imgset_batch_count its batch count (loaders/sampler.h). */
+static void test_server_sampler(void)
+{
     int agree = 1;
-    for (int world = 1; world <= 3 && agree; world++)
-        for (int rank = 0; rank < world && agree; rank++) {
+    const int worlds[] = {1, 2, 3, 7};   /* 2500 % 3 and 2500 % 7: a tail is dropped */
+    for (int w = 0; w < 4 && agree; w++)
+        for (int world = worlds[w], rank = 0; rank < world && agree; rank++) {
             Sampler sampler;
             SamplerOptions so = {2500, 64, 1, 0, 77, rank, world};
             sampler_init(&sampler, &so);
             sampler_set_epoch(&sampler, 4);
-            int64_t tests[3] = {0, 1, sampler.batches - 1};   /* the last one is short */
+            char sql[512], want[4096];
+            snprintf(sql, sizeof sql, "SELECT imgset.imgset_batch_count(2500, 64, %d)", world);
+            snprintf(want, sizeof want, "%" PRId64, sampler.batches);
+            const char *got = query(sql);
+            if (strcmp(got, want) != 0) {
+                printf("# world %d: imgset_batch_count %s, the client's sampler %s\n", world,
+                       got, want);
+                agree = 0;
+            }
+            int64_t batches[3] = {0, 1, sampler.batches - 1};   /* the last one is short */
             for (int t = 0; t < 3 && agree; t++) {
-                int64_t batch = tests[t], ids[64];
-                char sql[512];
                 snprintf(sql, sizeof sql,
                          "SELECT ids::text FROM imgset.imgset_batch('imgset.st_cifar_train', 77, 4, "
-                         "%d, 64, %d, %d)", (int)batch, rank, world);
-                const char *got = query(conninfo, sql);
-                int n = sampler_batch(&sampler, batch, ids);
-                char want[4096] = "{";
-                for (int k = 0; k < n; k++) {
-                    char num[32];
-                    snprintf(num, sizeof num, "%s%" PRId64, k ? "," : "", ids[k]);
-                    strcat(want, num);
-                }
-                strcat(want, "}");
+                         "%d, 64, %d, %d)", (int)batches[t], rank, world);
+                got = query(sql);
+                sampler_ids_text(&sampler, batches[t], want, sizeof want);
                 if (strcmp(got, want) != 0) {
-                    printf("# rank %d/%d batch %d: server %s\n# client %s\n", rank, world, (int)batch,
-                           got, want);
+                    printf("# rank %d/%d batch %d: server %s\n# client %s\n", rank, world,
+                           (int)batches[t], got, want);
                     agree = 0;
                 }
             }
         }
     ok(agree, "imgset_batch(split, seed, epoch, b, 64, rank, world) takes the ids the client's "
-       "sampler gives (3 worlds, every rank, first, second and last batch)");
+       "sampler gives, imgset_batch_count its batch count (worlds 1 2 3 7, every rank, "
+       "first, second and last batch)");
+}
 
-    /* Refusals: an existing name, a missing data set, a URI without dataset=. */
+/* Refusals: an existing name, a missing data set, a URI without dataset=, no server. */
+static void test_refusals(Store *gen)
+{
     ok(store_copy(gen, uri("st_cifar"), NULL, NULL) < 0 && strstr(imgset_error(), "already exists"),
-       "writing an existing data set name is refused (\"already exists\")");
+       "writing an existing data set name is refused: %s", imgset_error());
     ok(store_open(uri("st_nothere")) == NULL && strstr(imgset_error(), "does not exist"),
-       "opening a missing data set says it does not exist");
+       "opening a missing data set says it does not exist: %s", imgset_error());
     ok(store_open(base) == NULL && strstr(imgset_error(), "dataset=NAME"),
-       "a URI without ?dataset= is refused with a hint");
+       "a URI without ?dataset= is refused with a hint: %s", imgset_error());
     ok(store_open("postgresql:///nodb?host=/nonexistent&dataset=x") == NULL &&
            strstr(imgset_error(), "cannot connect"),
-       "an unreachable server is a clear error");
+       "an unreachable server is a clear error: %s", imgset_error());
+}
 
-    /* An interrupted load leaves nothing: no metadata row, no tables. */
+/* An interrupted load leaves nothing: no metadata row, no tables. */
+static void test_interrupted_load(Store *gen)
+{
     int64_t limit = 700;
     ok(store_copy(gen, uri("st_broken"), stop_after, &limit) < 0 &&
            strstr(imgset_error(), "interrupted"),
-       "a load interrupted after 700 images fails");
+       "a load interrupted after 700 images fails: %s", imgset_error());
     ok(store_open(uri("st_broken")) == NULL, "the interrupted data set does not exist");
-    ok(strcmp(query(conninfo, "SELECT count(*) FROM pg_class WHERE relname LIKE 'st_broken%'"),
-              "0") == 0 &&
-           strcmp(query(conninfo, "SELECT count(*) FROM imgset.datasets WHERE name = 'st_broken'"),
+    ok(strcmp(query("SELECT count(*) FROM pg_class WHERE relname LIKE 'st_broken%'"), "0") == 0 &&
+           strcmp(query("SELECT count(*) FROM imgset.datasets WHERE name = 'st_broken'"),
                   "0") == 0,
        "and left no table and no metadata behind");
-    store_close(gen);
+}
 
-    /* A ragged set, and one with float-free odd shapes. */
-    gen = load("mixed", 40, 12, "st_mixed");
-    ok(gen != NULL, "mixed-size set written");
-    pg = gen ? store_open(uri("st_mixed")) : NULL;
+/* A ragged set: per-image shapes, images, and the server's resize equal to the loader's. */
+static void test_ragged_set(void)
+{
+    Store *gen = load("mixed", 40, 12, "st_mixed");
+    ok(gen != NULL, "mixed-size set written: %s", gen ? "" : imgset_error());
+    Store *pg = gen ? store_open(uri("st_mixed")) : NULL;
     ok(pg && !split_is_fixed(&pg->info.split[SPLIT_TRAIN]), "and opened as ragged");
     if (pg) {
         int shapes_ok = 1;
@@ -327,7 +336,7 @@ int main(int argc, char **argv)
         ok(shapes_ok, "per-image shapes read back (random access)");
         ok(same_split(gen, pg, SPLIT_TRAIN, NULL, 40) && same_split(gen, pg, SPLIT_TEST, NULL, 12),
            "ragged images read back the same");
-        ok(server_resize_matches(gen, conninfo),
+        ok(server_resize_matches(gen),
            "imgset_batch(split, ids, 24, 24) resizes + crops each image to the very pixels of the "
            "client loader's transform_resize_crop");
         int64_t mixed_ids[20];
@@ -344,7 +353,23 @@ int main(int argc, char **argv)
     }
     store_close(pg);
     store_close(gen);
+}
 
-    printf("1..%d\n", tests);
-    return failures ? 1 : 0;
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_store_pg BASE_URI\n");
+        return 2;
+    }
+    snprintf(base, sizeof base, "%s", argv[1]);
+    Store *gen = test_fixed_set();
+    if (!gen)
+        return printf("Bail out! %s\n", imgset_error()), tap_done();
+    test_large_images();
+    test_server_sampler();
+    test_refusals(gen);
+    test_interrupted_load(gen);
+    store_close(gen);
+    test_ragged_set();
+    return tap_done();
 }

@@ -1,8 +1,7 @@
-/* wire_test.c — imgtensor on the wire through libpq: binary send/recv round trips, COPY …
+/* test_wire.c — imgtensor on the wire through libpq: binary send/recv round trips, COPY …
  * (FORMAT binary) round trips, recv validation, and a fuzz run of thousands of mutated text
  * and binary values that must end with the server alive. Prints TAP.
- * Usage: wire_test [FUZZ_COUNT]   (connects with the PG* environment variables) */
-#include <stdarg.h>
+ * Usage: test_wire [FUZZ_COUNT]   (connects with the PG* environment variables) */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,22 +10,8 @@
 #include <libpq-fe.h>
 
 #include "../../extension/imgtensor_wire.h"
-#include "../../loaders/rng.h"
-
-static int tests, failures;
-
-static void ok(int cond, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%sok %d - ", cond ? "" : "not ", ++tests);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!cond)
-        failures++;
-    fflush(stdout);
-}
+#include "rng.h"
+#include "tap.h"
 
 static PGconn *conn;
 static Oid imgtensor_oid;
@@ -442,6 +427,5 @@ int main(int argc, char **argv)
     test_copy(&rng);
     test_fuzz(&rng, fuzz_count);
     PQfinish(conn);
-    printf("1..%d\n", tests);
-    return failures ? 1 : 0;
+    return tap_done();
 }

@@ -6,7 +6,7 @@
 # CPU inference of the same network when torch is installed. Also the first-call cost (OpenBLAS
 # + model load) against the cached cost. Starts and stops its own throwaway cluster.
 #
-# usage: test/pg/bench_predict.sh [--test N] [--arch cnn-small] [--runs 3] [--batch 64]
+# usage: test/bench/bench_predict.sh [--test N] [--arch cnn-small] [--runs 3] [--batch 64]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 IMGSET=${IMGSET:-build/imgset}
@@ -27,6 +27,8 @@ chmod 755 "$WORK"
 CLUSTER=
 cleanup() { [ -n "$CLUSTER" ] && test/pgcluster.sh stop "$CLUSTER" >/dev/null 2>&1; rm -rf "$WORK"; }
 trap cleanup EXIT
+# The cluster runs this build's extension from a private installation (nothing installed).
+export IMGSET_PG_BINDIR=${IMGSET_PG_BINDIR:-$(test/pgtree.sh build/pg)}
 CLUSTER=$(test/pgcluster.sh start)
 eval "$(test/pgcluster.sh env "$CLUSTER")"
 CONN="dbname=bench host=$PGHOST port=$PGPORT user=$PGUSER"

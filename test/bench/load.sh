@@ -5,7 +5,7 @@
 #   2. bench_batch: one epoch via COPY, the batch functions and one SELECT per image;
 #   3. pgbench: CLIENTS clients × CALLS shuffled imgset_batch_packed calls each, with the
 #      private memory (RssAnon) of every pgbench backend sampled from start to end.
-# Usage: test/pg/load.sh   (env: TRAIN, CLIENTS=8, CALLS=2000, BATCH=256, SHAPE=cifar10)
+# Usage: test/bench/load.sh   (env: TRAIN, CLIENTS=8, CALLS=2000, BATCH=256, SHAPE=cifar10)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -21,7 +21,8 @@ BINDIR=$(pg_config --bindir)
 WORK=$(mktemp -d /tmp/imgset-load.XXXXXX)
 CLUSTER=
 trap '[ -n "$CLUSTER" ] && test/pgcluster.sh stop "$CLUSTER"; rm -rf "$WORK"' EXIT
-[ "$(id -u)" -eq 0 ] && make -s -C extension PG_CONFIG="$(command -v pg_config)" install >/dev/null
+# The cluster runs this build's extension from a private installation (nothing installed).
+export IMGSET_PG_BINDIR=${IMGSET_PG_BINDIR:-$(test/pgtree.sh build/pg)}
 CLUSTER=$(PGCLUSTER_SHARED_BUFFERS=${SHARED_BUFFERS:-1GB} test/pgcluster.sh start)
 eval "$(test/pgcluster.sh env "$CLUSTER")"
 "$BINDIR/psql" -Xq -c "CREATE EXTENSION pg_imgset"
@@ -34,8 +35,8 @@ start=$SECONDS
 "$BINDIR/psql" -Xq -c "VACUUM ANALYZE imgset.load_train"
 echo "# generated and loaded $TRAIN $SHAPE images in $((SECONDS - start)) s"
 
-[ -x build/pgtest/bench_batch ] || { echo "load.sh: run make first (build/pgtest/bench_batch)" >&2; exit 1; }
-build/pgtest/bench_batch "host=$PGHOST port=$PGPORT dbname=postgres" load "$BATCH" 4 10000 5
+[ -x build/bench/bench_batch ] || { echo "load.sh: run make first (build/bench/bench_batch)" >&2; exit 1; }
+build/bench/bench_batch "host=$PGHOST port=$PGPORT dbname=postgres" load "$BATCH" 4 10000 5
 
 # pgbench: random batches of random epochs, every client in its own backend.
 batches=$("$BINDIR/psql" -XAtc "SELECT imgset.imgset_batch_count(count, $BATCH) FROM imgset.splits WHERE dataset = 'load' AND split = 'train'")
