@@ -1,4 +1,4 @@
-/* generate.h — synthetic, learnable data sets in the project's shapes (DESIGN.md "Data sets"). */
+/* generate.h — synthetic, learnable data sets in the project's shapes (DESIGN.md, "How a data set flows"). */
 #ifndef IMGSET_GENERATE_H
 #define IMGSET_GENERATE_H
 
