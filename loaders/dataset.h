@@ -1,4 +1,4 @@
-/* dataset.h — what a data set is: splits, class names and image shapes (DESIGN.md, "How a data set flows"). */
+/* dataset.h — what a data set is: splits, class names and image shapes (see DESIGN.md). */
 #ifndef IMGSET_DATASET_H
 #define IMGSET_DATASET_H
 

@@ -1,4 +1,4 @@
-/* generate.h — synthetic, learnable data sets in the project's shapes (DESIGN.md, "How a data set flows"). */
+/* generate.h — synthetic, learnable data sets in the project's shapes (see DESIGN.md). */
 #ifndef IMGSET_GENERATE_H
 #define IMGSET_GENERATE_H
 
