@@ -293,19 +293,6 @@ ParseSide(const char **p)
 	return digits == 0 ? -1 : value;
 }
 
-/* Value of a hex digit, or -1. */
-static inline int
-HexValue(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 PG_FUNCTION_INFO_V1(imgtensor_in);
 Datum
 imgtensor_in(PG_FUNCTION_ARGS)
@@ -359,8 +346,8 @@ imgtensor_in(PG_FUNCTION_ARGS)
 	ImgTensorCheckTypmod(t, typmod);
 	for (Size i = 0; i < bytes; i++)
 	{
-		int			hi = HexValue(p[0]);
-		int			lo = hi < 0 ? -1 : HexValue(p[1]);
+		int			hi = imgtensor_hex_value(p[0]);
+		int			lo = hi < 0 ? -1 : imgtensor_hex_value(p[1]);
 
 		if (lo < 0)
 			ereport(ERROR,

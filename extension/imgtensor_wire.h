@@ -84,4 +84,17 @@ static inline void imgtensor_wire_header(uint8_t out[IMGTENSOR_WIRE_HEADER], int
     imgtensor_wire_put32(out + 16, 0);
 }
 
+/* The value of a hex digit (either case), or -1: the digits of the text format, which the
+ * client's percent-decoding of URIs reads by the same rule. */
+static inline int imgtensor_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 #endif

@@ -111,18 +111,6 @@ static const char *result_message(PGconn *conn, const PGresult *res)
     return msg;
 }
 
-/* Value of a hex digit, or -1. */
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /*
  * Split "//…?a=1&dataset=NAME&b=2" into a libpq URI without the dataset parameter
  * ("postgresql://…?a=1&b=2", malloc'd) and the percent-decoded name (cap bytes).
@@ -146,9 +134,9 @@ static int parse_location(const char *uri, const char *location, char **conninfo
             size_t j = 0;
             for (size_t i = 8; i < k; i++) {
                 int c = (unsigned char)p[i];
-                if (c == '%' && i + 2 < k && hex_value(p[i + 1]) >= 0 &&
-                    hex_value(p[i + 2]) >= 0) {
-                    c = hex_value(p[i + 1]) * 16 + hex_value(p[i + 2]);
+                if (c == '%' && i + 2 < k && imgtensor_hex_value(p[i + 1]) >= 0 &&
+                    imgtensor_hex_value(p[i + 2]) >= 0) {
+                    c = imgtensor_hex_value(p[i + 1]) * 16 + imgtensor_hex_value(p[i + 2]);
                     i += 2;
                 }
                 if (j + 1 >= cap || c == 0) {

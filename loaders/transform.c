@@ -3,30 +3,32 @@
 
 #include <string.h>
 
+/* Where output pixel i of a side scaled by `scale` samples a source side of n pixels: the two
+ * neighbours *i0, *i1 and the weight of *i1 (pixel centres aligned, edges clamped). */
+static void sample_at(int32_t i, float scale, int32_t n, int32_t *i0, int32_t *i1, float *w)
+{
+    float f = ((float)i + 0.5f) * scale - 0.5f;
+    if (f < 0)
+        f = 0;
+    *i0 = (int32_t)f;
+    if (*i0 > n - 1)
+        *i0 = n - 1;
+    *i1 = *i0 + 1 < n ? *i0 + 1 : n - 1;
+    *w = f - (float)*i0;
+}
+
 void transform_resize(uint8_t *dst, int32_t dh, int32_t dw, const uint8_t *src, int32_t sh,
                       int32_t sw, int32_t c)
 {
     float scale_y = (float)sh / (float)dh, scale_x = (float)sw / (float)dw;
     for (int32_t y = 0; y < dh; y++) {
-        float fy = ((float)y + 0.5f) * scale_y - 0.5f;
-        if (fy < 0)
-            fy = 0;
-        int32_t y0 = (int32_t)fy;
-        if (y0 > sh - 1)
-            y0 = sh - 1;
-        int32_t y1 = y0 + 1 < sh ? y0 + 1 : sh - 1;
-        float wy = fy - (float)y0;
+        int32_t y0, y1, x0, x1;
+        float wy, wx;
+        sample_at(y, scale_y, sh, &y0, &y1, &wy);
         const uint8_t *row0 = src + (size_t)y0 * sw * c, *row1 = src + (size_t)y1 * sw * c;
         uint8_t *out = dst + (size_t)y * dw * c;
         for (int32_t x = 0; x < dw; x++) {
-            float fx = ((float)x + 0.5f) * scale_x - 0.5f;
-            if (fx < 0)
-                fx = 0;
-            int32_t x0 = (int32_t)fx;
-            if (x0 > sw - 1)
-                x0 = sw - 1;
-            int32_t x1 = x0 + 1 < sw ? x0 + 1 : sw - 1;
-            float wx = fx - (float)x0;
+            sample_at(x, scale_x, sw, &x0, &x1, &wx);
             for (int32_t k = 0; k < c; k++) {
                 float top = row0[x0 * c + k] + wx * (float)(row0[x1 * c + k] - row0[x0 * c + k]);
                 float bot = row1[x0 * c + k] + wx * (float)(row1[x1 * c + k] - row1[x0 * c + k]);
