@@ -411,7 +411,12 @@ Loader *loader_open(const char *uri, const LoaderOptions *options)
     }
     for (int i = 0; i < nfillers; i++) {
         l->fillers[i].loader = l;
-        if (!(l->fillers[i].store = store_open(uri))) {
+        /* Readers spread over a data set's servers: rank first, then worker (a bad rank or
+         * world is the sampler's to report). */
+        int64_t reader = (int64_t)options->rank + (int64_t)options->world * i;
+        if (options->rank < 0 || options->world < 1 || reader > INT32_MAX)
+            reader = 0;
+        if (!(l->fillers[i].store = store_open_reader(uri, (int)reader))) {
             loader_free(l);
             return NULL;
         }

@@ -112,8 +112,9 @@ static int check_info(const Store *s)
     return 0;
 }
 
-Store *store_open_with(const StoreOps *ops, const char *name, const char *location,
-                       const void *arg)
+/* store_open_with() for a given reader number. */
+static Store *open_reader(const StoreOps *ops, const char *name, const char *location,
+                          const void *arg, int reader)
 {
     if (!ops->open)
         return imgset_fail("%s: this store cannot be read", name), NULL;
@@ -121,6 +122,7 @@ Store *store_open_with(const StoreOps *ops, const char *name, const char *locati
     if (!s)
         return NULL;
     s->open_arg = arg;
+    s->reader = reader;
     int rc = ops->open(s, location);
     s->open_arg = NULL;
     if (rc < 0) {
@@ -135,12 +137,25 @@ Store *store_open_with(const StoreOps *ops, const char *name, const char *locati
     return s;
 }
 
-Store *store_open(const char *uri)
+Store *store_open_with(const StoreOps *ops, const char *name, const char *location,
+                       const void *arg)
+{
+    return open_reader(ops, name, location, arg, 0);
+}
+
+Store *store_open_reader(const char *uri, int reader)
 {
     const StoreOps *ops = store_ops_for_uri(uri);
     if (!ops)
         return NULL;
-    return store_open_with(ops, uri, strchr(uri, ':') + 1, NULL);
+    if (reader < 0)
+        return imgset_fail("%s: reader number %d is negative", uri, reader), NULL;
+    return open_reader(ops, uri, strchr(uri, ':') + 1, NULL, reader);
+}
+
+Store *store_open(const char *uri)
+{
+    return store_open_reader(uri, 0);
 }
 
 Store *store_create(const char *uri, const DatasetInfo *info)

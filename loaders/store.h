@@ -63,6 +63,9 @@ struct Store {
     int64_t written[SPLIT_COUNT];  /* images written so far per split (kept by store.c) */
     void *impl;           /* the backend's own state */
     const void *open_arg; /* store_open_with()'s arg, for open() only (importer options) */
+    int reader;           /* which of several readers of one data set this is
+                           * (store_open_reader), so a store served by several servers can
+                           * spread them; 0 otherwise */
 };
 
 /* The backend for a URI's scheme, or NULL with imgset_fail() naming the URI. */
@@ -73,6 +76,11 @@ const StoreOps *const *store_backends(void);
 
 /* Open a store for reading; NULL with imgset_fail(). Free with store_close(). */
 Store *store_open(const char *uri);
+
+/* store_open for reader number `reader` (>= 0) of many reading one data set at once (a
+ * loader's: rank + world * worker). A store served by several servers (postgresql:// with
+ * several hosts) starts that reader on server reader mod servers; other stores ignore it. */
+Store *store_open_reader(const char *uri, int reader);
 
 /* Open a reader with the given ops (importers and generators use this: they are stores
  * without a URI scheme). `name` is used in messages; `arg` (borrowed, may be NULL) is seen by

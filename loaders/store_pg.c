@@ -7,6 +7,7 @@
 #include <libpq-fe.h>
 
 #include "error.h"
+#include "notice.h"
 #include "store.h"
 #include "../extension/imgtensor_wire.h"
 
@@ -18,6 +19,15 @@
  * Writing: one transaction — imgset.create_dataset() makes the tables (it refuses an existing
  * name), each split is loaded with COPY … FROM STDIN (FORMAT binary), and COMMIT makes the data
  * set visible at once; abort (or a lost connection) rolls everything back.
+ *
+ * Servers: the URI may name several servers in libpq's multi-host form
+ * (postgresql://h1,h2/db?dataset=NAME, or host=/dir1,/dir2&port=p1,p2 for Unix sockets),
+ * typically a primary and its hot standbys. A reader uses one of them, server (reader mod
+ * count) first, so the ranks and workers of a run spread over the replicas; when its server
+ * goes away mid-read it moves to the next one that answers (a notice says so), checks that
+ * it serves the same split tables, and sends the command again, so no batch is lost. When
+ * none answers, the error carries every server's message. A writer connects the way libpq
+ * does (the first server that answers).
  *
  * Reading: images come in blocks through imgset.imgset_batch_packed(split, ids): one bytea per
  * block in binary mode, parsed in place (the layout is in extension/imgtensor_wire.h).
@@ -65,9 +75,24 @@ typedef struct Block {
     const uint8_t *pixels;
 } Block;
 
+/* The servers a URI names: per server, its own host, hostaddr and port entry. */
+enum { FIELD_HOST, FIELD_HOSTADDR, FIELD_PORT, SERVER_FIELDS };
+static const char *const server_keywords[SERVER_FIELDS] = {"host", "hostaddr", "port"};
+
+typedef struct Servers {
+    PQconninfoOption *options;     /* the URI's connection options (PQconninfoParse) */
+    int count;                     /* >= 1 */
+    char *list[SERVER_FIELDS];     /* each field's comma list, copied and cut at the commas */
+    char **entry[SERVER_FIELDS];   /* (count) per field: that server's value; NULL when the
+                                    * URI does not set the field */
+} Servers;
+
 typedef struct PgReader {
     uint32_t magic;           /* READER_MAGIC */
     PGconn *conn;
+    Servers servers;
+    int server;               /* the one conn talks to */
+    char name[IMGSET_NAME_MAX];  /* the data set */
     uint32_t rel[SPLIT_COUNT];   /* the split tables' OIDs */
     int block_images[SPLIT_COUNT];
     Block cur;
@@ -89,7 +114,8 @@ typedef struct PgWriter {
 
 /* ---- connection -------------------------------------------------------------------------- */
 
-/* libpq's last message for conn, without the trailing newline, in a static buffer. */
+/* libpq's last message for conn on one line (each run of line breaks, tabs and spaces as one
+ * space, the trailing ones dropped), in a per-thread buffer. */
 static const char *conn_message(PGconn *conn)
 {
     static __thread char msg[512];
@@ -97,6 +123,13 @@ static const char *conn_message(PGconn *conn)
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int space = msg[i] == '\n' || msg[i] == '\t' || msg[i] == ' ';
+        if (!(space && k > 0 && msg[k - 1] == ' '))
+            msg[k++] = space ? ' ' : msg[i];
+    }
+    msg[k] = '\0';
     return msg;
 }
 
@@ -162,15 +195,9 @@ static int parse_location(const char *uri, const char *location, char **conninfo
     return 0;
 }
 
-/* Connect and check that the database has the extension; NULL with imgset_fail(). */
-static PGconn *pg_connect(const char *uri, const char *conninfo)
+/* Check that the database conn is connected to has the extension; 0, or -1 naming uri. */
+static int check_extension(const char *uri, PGconn *conn)
 {
-    PGconn *conn = PQconnectdb(conninfo);
-    if (!conn || PQstatus(conn) != CONNECTION_OK) {
-        imgset_fail("%s: cannot connect: %s", uri, conn_message(conn));
-        PQfinish(conn);
-        return NULL;
-    }
     PGresult *res = PQexec(conn, "SELECT 1 FROM pg_catalog.pg_extension "
                                  "WHERE extname = 'pg_imgset'");
     int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
@@ -181,11 +208,124 @@ static PGconn *pg_connect(const char *uri, const char *conninfo)
         else
             imgset_fail("%s: %s", uri, result_message(conn, res));
         PQclear(res);
+        return -1;
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* Connect as libpq does (the first server that answers) and check that the database has the
+ * extension; NULL with imgset_fail(). */
+static PGconn *pg_connect(const char *uri, const char *conninfo)
+{
+    PGconn *conn = PQconnectdb(conninfo);
+    if (!conn || PQstatus(conn) != CONNECTION_OK) {
+        imgset_fail("%s: cannot connect: %s", uri, conn_message(conn));
         PQfinish(conn);
         return NULL;
     }
-    PQclear(res);
+    if (check_extension(uri, conn) < 0) {
+        PQfinish(conn);
+        return NULL;
+    }
     return conn;
+}
+
+static void servers_free(Servers *sv)
+{
+    PQconninfoFree(sv->options);
+    for (int f = 0; f < SERVER_FIELDS; f++) {
+        free(sv->list[f]);
+        free(sv->entry[f]);
+    }
+    memset(sv, 0, sizeof *sv);
+}
+
+/* Split conninfo's host, hostaddr and port lists into one entry per server (a field with one
+ * value applies to every server, as in libpq); 0, or -1 naming the URI. */
+static int servers_parse(const char *uri, const char *conninfo, Servers *sv)
+{
+    memset(sv, 0, sizeof *sv);
+    char *err = NULL;
+    if (!(sv->options = PQconninfoParse(conninfo, &err))) {
+        imgset_fail("%s: %s", uri, err ? err : "out of memory");
+        PQfreemem(err);
+        return -1;
+    }
+    int values[SERVER_FIELDS] = {0};
+    for (PQconninfoOption *o = sv->options; o->keyword; o++)
+        for (int f = 0; f < SERVER_FIELDS; f++)
+            if (strcmp(o->keyword, server_keywords[f]) == 0 && o->val) {
+                if (!(sv->list[f] = strdup(o->val)))
+                    goto oom;
+                values[f] = 1;
+                for (char *c = sv->list[f]; *c; c++)
+                    values[f] += *c == ',';
+            }
+    sv->count = values[FIELD_HOST] ? values[FIELD_HOST] : values[FIELD_HOSTADDR];
+    if (sv->count < 1)
+        sv->count = 1;
+    for (int f = 0; f < SERVER_FIELDS; f++) {
+        if (!sv->list[f])
+            continue;
+        if (values[f] != 1 && values[f] != sv->count) {
+            imgset_fail("%s: %d servers but %d %s entries", uri, sv->count, values[f],
+                        server_keywords[f]);
+            servers_free(sv);
+            return -1;
+        }
+        if (!(sv->entry[f] = malloc(sizeof *sv->entry[f] * (size_t)sv->count)))
+            goto oom;
+        char *c = sv->list[f];
+        for (int i = 0; i < sv->count; i++) {
+            sv->entry[f][i] = c;
+            char *comma = values[f] > 1 ? strchr(c, ',') : NULL;
+            if (comma) {
+                *comma = '\0';
+                c = comma + 1;
+            }
+        }
+    }
+    return 0;
+oom:
+    servers_free(sv);
+    return imgset_fail("out of memory");
+}
+
+/* "host:port" of server i for messages, in a per-thread buffer. */
+static const char *server_name(const Servers *sv, int i)
+{
+    static __thread char name[300];
+    const char *host = sv->entry[FIELD_HOST] ? sv->entry[FIELD_HOST][i]
+                       : sv->entry[FIELD_HOSTADDR] ? sv->entry[FIELD_HOSTADDR][i] : "";
+    const char *port = sv->entry[FIELD_PORT] ? sv->entry[FIELD_PORT][i] : "";
+    snprintf(name, sizeof name, "%s%s%s", *host ? host : "(default host)", *port ? ":" : "",
+             port);
+    return name;
+}
+
+/* Connect to server i alone: the URI's options with its own host, hostaddr and port. */
+static PGconn *server_connect(const Servers *sv, int i)
+{
+    const char *keywords[64], *values[64];
+    int n = 0, named = 0;
+    for (const PQconninfoOption *o = sv->options; o->keyword && n < 62; o++) {
+        if (!o->val)
+            continue;
+        keywords[n] = o->keyword;
+        values[n] = o->val;
+        for (int f = 0; f < SERVER_FIELDS; f++)
+            if (strcmp(o->keyword, server_keywords[f]) == 0)
+                values[n] = sv->entry[f][i];
+        named |= strcmp(o->keyword, "application_name") == 0;
+        n++;
+    }
+    if (!named) {   /* so that a server's pg_stat_activity shows who reads */
+        keywords[n] = "fallback_application_name";
+        values[n++] = "imgset";
+    }
+    keywords[n] = values[n] = NULL;
+    return PQconnectdbParams(keywords, values, 0);
 }
 
 /* Run a command that returns no rows; 0 or -1 naming the URI. */
@@ -204,6 +344,8 @@ static int exec_command(PGconn *conn, const char *uri, const char *sql)
 
 /* ---- reading ----------------------------------------------------------------------------- */
 
+static int failover(Store *s);   /* below, with the connection's setup */
+
 static void block_clear(Block *b)
 {
     PQclear(b->res);
@@ -221,6 +363,7 @@ static void pg_close(Store *s)
         return;
     block_clear(&r->cur);
     PQfinish(r->conn);   /* ends a statement still streaming */
+    servers_free(&r->servers);
     free(r);
     s->impl = NULL;
 }
@@ -419,8 +562,8 @@ static int start_run(Store *s, int split, int64_t first)
     return start_stream(s, split, first, end, block);
 }
 
-/* Make r->cur hold image index of split. */
-static int ensure_block(Store *s, int split, int64_t index)
+/* Make r->cur hold image index of split, on the current connection. */
+static int fetch_block(Store *s, int split, int64_t index)
 {
     PgReader *r = s->impl;
     Block *cur = &r->cur;
@@ -459,6 +602,15 @@ static int ensure_block(Store *s, int split, int64_t index)
             return -1;
     }
     return 0;
+}
+
+/* Make r->cur hold image index of split, on another server when this one goes away. */
+static int ensure_block(Store *s, int split, int64_t index)
+{
+    int rc;
+    while ((rc = fetch_block(s, split, index)) < 0 && (rc = failover(s)) > 0)
+        ;
+    return rc < 0 ? -1 : 0;
 }
 
 static int pg_image_shape(Store *s, int split, int64_t index, ImageShape *shape)
@@ -524,7 +676,7 @@ static int gather(Store *s, int split, const int64_t *indices, int n, ImageShape
     int chunk = (int)(BATCH_CHUNK_BYTES / image_bytes);
     if (chunk < 1)
         chunk = 1;
-    if (stop_stream(s) < 0)
+    if (stop_stream(s) < 0 && failover(s) < 1)
         return -1;
     for (int done = 0; done < n;) {
         int m = n - done < chunk ? n - done : chunk;
@@ -572,6 +724,8 @@ static int gather(Store *s, int split, const int64_t *indices, int n, ImageShape
                 labels[done + i] = (int32_t)get32(pb.labels + 4 * (size_t)i);
         }
         PQclear(res);
+        if (rc < 0 && failover(s) > 0)
+            continue;   /* the same images again, from the server that took over */
         if (rc < 0)
             return -1;
         done += m;
@@ -591,8 +745,8 @@ static int pg_read_batch_resized(Store *s, int split, const int64_t *indices, in
     return gather(s, split, indices, n, out, dst, labels);
 }
 
-/* Fill s->info from imgset.datasets / imgset.splits and r->rel from the split tables. */
-static int read_metadata(Store *s, PgReader *r, const char *name)
+/* Fill s->info's class names from imgset.datasets. */
+static int read_classes(Store *s, PgReader *r, const char *name)
 {
     const char *params[1] = {name};
     PGresult *res = PQexecParams(
@@ -623,8 +777,15 @@ static int read_metadata(Store *s, PgReader *r, const char *name)
     if (rc < 0)
         return -1;
     dataset_info_set_name(&s->info, name);
+    return 0;
+}
 
-    res = PQexecParams(r->conn,
+/* Fill s->info's splits from imgset.splits and r->rel from the split tables; with check, the
+ * server must report what s->info and r->rel already hold (a replica taking over). */
+static int read_splits(Store *s, PgReader *r, const char *name, int check)
+{
+    const char *params[1] = {name};
+    PGresult *res = PQexecParams(r->conn,
                        "SELECT split, rel::oid, count, coalesce(height, 0), coalesce(width, 0), "
                        "coalesce(channels, 0) FROM " SCHEMA ".splits WHERE dataset = $1",
                        1, NULL, params, NULL, NULL, 0);
@@ -641,10 +802,22 @@ static int read_metadata(Store *s, PgReader *r, const char *name)
             return imgset_fail_prefix("%s: ", s->uri);
         }
         SplitInfo *si = &s->info.split[split];
-        r->rel[split] = (uint32_t)strtoul(PQgetvalue(res, i, 1), NULL, 10);
-        si->count = strtoll(PQgetvalue(res, i, 2), NULL, 10);
-        si->shape = (ImageShape){atoi(PQgetvalue(res, i, 3)), atoi(PQgetvalue(res, i, 4)),
-                                 atoi(PQgetvalue(res, i, 5))};
+        uint32_t rel = (uint32_t)strtoul(PQgetvalue(res, i, 1), NULL, 10);
+        int64_t count = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+        ImageShape shape = {atoi(PQgetvalue(res, i, 3)), atoi(PQgetvalue(res, i, 4)),
+                            atoi(PQgetvalue(res, i, 5))};
+        if (check && (rel != r->rel[split] || count != si->count ||
+                      !image_shape_equal(shape, si->shape))) {
+            PQclear(res);
+            return imgset_fail("%s: server %s holds another %s split of data set \"%s\" "
+                               "(table %u, %lld images) than the first one read (table %u, "
+                               "%lld images)", s->uri, server_name(&r->servers, r->server),
+                               split_names[split], name, rel, (long long)count, r->rel[split],
+                               (long long)si->count);
+        }
+        r->rel[split] = rel;
+        si->count = count;
+        si->shape = shape;
         size_t bytes = image_shape_bytes(si->shape);
         int images = bytes ? (int)(BLOCK_BYTES / bytes) : RAGGED_BLOCK_IMAGES;
         r->block_images[split] = images < 1 ? 1 : images > BLOCK_MAX_IMAGES ? BLOCK_MAX_IMAGES
@@ -657,24 +830,13 @@ static int read_metadata(Store *s, PgReader *r, const char *name)
     return 0;
 }
 
-static int pg_open(Store *s, const char *location)
+/* Make the connected server ready to read: the extension, the data set's metadata (read on
+ * the first server, checked on the others) and the prepared statements. */
+static int reader_setup(Store *s, PgReader *r, int first)
 {
-    char name[IMGSET_NAME_MAX];
-    char *conninfo = NULL;
-    if (parse_location(s->uri, location, &conninfo, name, sizeof name) < 0)
+    if (check_extension(s->uri, r->conn) < 0 ||
+        (first && read_classes(s, r, r->name) < 0) || read_splits(s, r, r->name, !first) < 0)
         return -1;
-    PgReader *r = calloc(1, sizeof *r);
-    if (!r) {
-        free(conninfo);
-        return imgset_fail("out of memory");
-    }
-    r->magic = READER_MAGIC;
-    r->cur.split = -1;
-    s->impl = r;
-    r->conn = pg_connect(s->uri, conninfo);
-    free(conninfo);
-    if (!r->conn || read_metadata(s, r, name) < 0)
-        goto fail;
     /* One row per block: ids first..first+step-1, first+step.., up to end-1. */
     Oid types[4] = {OID_REGCLASS, OID_INT8, OID_INT8, OID_INT8};
     PGresult *res = PQprepare(
@@ -682,27 +844,101 @@ static int pg_open(Store *s, const char *location)
         "SELECT " SCHEMA ".imgset_batch_packed($1, ARRAY(SELECT generate_series(f, "
         "LEAST(f + $3, $4) - 1))) FROM generate_series($2, $4 - 1, $3) f",
         4, types);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        imgset_fail("%s: %s", s->uri, result_message(r->conn, res));
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
         PQclear(res);
-        goto fail;
+        Oid batch_types[4] = {OID_REGCLASS, OID_INT8ARRAY, OID_INT4, OID_INT4};
+        res = PQprepare(r->conn, "imgset_ids",
+                        "SELECT " SCHEMA ".imgset_batch_packed($1, $2, $3, $4)",
+                        4, batch_types);
     }
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = imgset_fail("%s: %s", s->uri, result_message(r->conn, res));
     PQclear(res);
-    Oid batch_types[4] = {OID_REGCLASS, OID_INT8ARRAY, OID_INT4, OID_INT4};
-    res = PQprepare(r->conn, "imgset_ids",
-                    "SELECT " SCHEMA ".imgset_batch_packed($1, $2, $3, $4)",
-                    4, batch_types);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        imgset_fail("%s: %s", s->uri, result_message(r->conn, res));
-        PQclear(res);
-        goto fail;
-    }
-    PQclear(res);
-    return 0;
+    return rc;
+}
 
-fail:
-    pg_close(s);
-    return -1;
+/*
+ * Connect r to the first server that answers, trying them in turn from server `from`, and
+ * set it up (reader_setup). lost names the server just lost and why (a failover), or is NULL
+ * (opening). When that was not the first server tried, one notice says which server reads
+ * now and why the others were passed over. -1 when none answers: the error carries each
+ * server's message; or when a server answers but does not serve the data set.
+ */
+static int reader_connect(Store *s, int from, const char *lost)
+{
+    PgReader *r = s->impl;
+    const Servers *sv = &r->servers;
+    char passed[1024] = "";
+    size_t used = 0;
+    if (lost)
+        used = (size_t)snprintf(passed, sizeof passed, "%s", lost);
+    for (int k = 0; k < sv->count; k++) {
+        int i = (from + k) % sv->count;
+        PGconn *conn = server_connect(sv, i);
+        if (conn && PQstatus(conn) == CONNECTION_OK) {
+            r->conn = conn;
+            r->server = i;
+            if (reader_setup(s, r, s->info.num_classes == 0) < 0)
+                return -1;
+            if (used > 0)
+                imgset_notice("%s: %s; reading from %s", s->uri, passed, server_name(sv, i));
+            return 0;
+        }
+        if (used < sizeof passed && sv->count == 1)
+            used += (size_t)snprintf(passed, sizeof passed, "%s", conn_message(conn));
+        else if (used < sizeof passed)
+            used += (size_t)snprintf(passed + used, sizeof passed - used,
+                                     "%sserver %s does not answer (%s)", used ? "; " : "",
+                                     server_name(sv, i), conn_message(conn));
+        PQfinish(conn);
+    }
+    return imgset_fail("%s: cannot connect: %s", s->uri, passed);
+}
+
+/*
+ * After a failed command: when the connection is gone and the URI names other servers, move
+ * to the next server that answers (a notice says so) and return 1 — the caller sends the
+ * command again. 0: the connection is fine, or there is no other server (the caller reports
+ * its failure); -1: no server answers (imgset_fail() says so).
+ */
+static int failover(Store *s)
+{
+    PgReader *r = s->impl;
+    if (r->servers.count < 2 || PQstatus(r->conn) != CONNECTION_BAD)
+        return 0;
+    char lost[600];
+    snprintf(lost, sizeof lost, "lost server %s (%s)", server_name(&r->servers, r->server),
+             conn_message(r->conn));
+    block_clear(&r->cur);
+    r->streaming = 0;
+    r->run = 0;
+    PQfinish(r->conn);
+    r->conn = NULL;
+    return reader_connect(s, r->server + 1, lost) < 0 ? -1 : 1;
+}
+
+static int pg_open(Store *s, const char *location)
+{
+    PgReader *r = calloc(1, sizeof *r);
+    if (!r)
+        return imgset_fail("out of memory");
+    r->magic = READER_MAGIC;
+    r->cur.split = -1;
+    s->impl = r;
+    char *conninfo = NULL;
+    if (parse_location(s->uri, location, &conninfo, r->name, sizeof r->name) < 0 ||
+        servers_parse(s->uri, conninfo, &r->servers) < 0) {
+        free(conninfo);
+        pg_close(s);
+        return -1;
+    }
+    free(conninfo);
+    if (reader_connect(s, s->reader % r->servers.count, NULL) < 0) {
+        pg_close(s);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- writing ----------------------------------------------------------------------------- */
@@ -943,7 +1179,7 @@ const StoreOps store_pg_ops = {
     .scheme = "postgresql",
     .alias = "postgres",
     .summary = "postgresql://…?dataset=NAME — tables of the pg_imgset extension (libpq URI; "
-               "host=/socket/dir for a Unix socket)",
+               "host=/socket/dir for a Unix socket; h1,h2 for replicas)",
     .open = pg_open,
     .image_shape = pg_image_shape,
     .read_image = pg_read_image,

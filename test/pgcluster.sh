@@ -3,6 +3,9 @@
 #
 #   test/pgcluster.sh start [DIR]   initdb + start in DIR (default: a new mktemp dir under /tmp);
 #                                   prints DIR on stdout
+#   test/pgcluster.sh standby PRIMARY [DIR]
+#                                   a hot standby of the cluster in PRIMARY (pg_basebackup -R,
+#                                   streaming replication over its socket); prints DIR
 #   test/pgcluster.sh env DIR       prints "export PGHOST=… PGPORT=… PGUSER=… PGDATABASE=…"
 #   test/pgcluster.sh stop DIR      stop the server (even a half-started one) and remove DIR
 #
@@ -33,7 +36,9 @@ role() {
     if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
 }
 
-cmd_start() {
+# new_dir [DIR] — make (or check empty) a cluster directory with its socket folder and port
+# file; prints its absolute path.
+new_dir() {
     local dir=${1:-}
     if [ -z "$dir" ]; then
         dir=$(mktemp -d /tmp/imgset-pg.XXXXXX)
@@ -49,11 +54,27 @@ cmd_start() {
         chown -R postgres: "$dir"
     fi
     chmod 700 "$dir"
-
     # The socket lives in our private directory, so any port number is free; pick one away
     # from 5432 so a stray client without PGPORT cannot reach it by accident.
-    local port=$((20000 + RANDOM % 40000))
-    echo "$port" >"$dir/port"
+    echo $((20000 + RANDOM % 40000)) >"$dir/port"
+    echo "$dir"
+}
+
+# start_server DIR — start the server of DIR and wait until it accepts connections.
+start_server() {
+    local dir=$1
+    if ! as_owner "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
+            >"$dir/pg_ctl.log" 2>&1; then
+        cat "$dir/pg_ctl.log" "$dir/server.log" >&2 || true
+        cmd_stop "$dir" || true
+        die "start: the server did not start"
+    fi
+}
+
+cmd_start() {
+    local dir port
+    dir=$(new_dir "${1:-}")
+    port=$(cat "$dir/port")
 
     if ! as_owner "$PG_BINDIR/initdb" -D "$dir/data" --auth=trust --encoding=UTF8 \
             --locale=C --no-sync >"$dir/initdb.log" 2>&1; then
@@ -73,12 +94,30 @@ max_connections = 40
 log_min_messages = warning
 log_line_prefix = '%m [%p] '
 EOF
-    if ! as_owner "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-            >"$dir/pg_ctl.log" 2>&1; then
-        cat "$dir/pg_ctl.log" "$dir/server.log" >&2 || true
-        cmd_stop "$dir" || true
-        die "start: the server did not start"
+    start_server "$dir"
+    echo "$dir"
+}
+
+cmd_standby() {
+    local primary=${1:?usage: pgcluster.sh standby PRIMARY [DIR]} dir
+    [ -f "$primary/$MARKER" ] || die "standby: $primary is not a pgcluster directory"
+    dir=$(new_dir "${2:-}")
+    # Local replication connections are trusted (initdb --auth=trust); -R writes
+    # standby.signal and primary_conninfo, so the copy starts as a hot standby; -c fast: the
+    # primary checkpoints at once rather than spread over minutes.
+    if ! as_owner "$PG_BINDIR/pg_basebackup" -D "$dir/data" -R -X stream -c fast --no-sync \
+            -h "$primary/sock" -p "$(cat "$primary/port")" -U "$(role)" \
+            >"$dir/basebackup.log" 2>&1; then
+        cat "$dir/basebackup.log" >&2
+        rm -rf "$dir"
+        die "standby: pg_basebackup failed"
     fi
+    cat >>"$dir/data/postgresql.conf" <<EOF
+# pgcluster.sh: a hot standby of $primary
+unix_socket_directories = '$dir/sock'
+port = $(cat "$dir/port")
+EOF
+    start_server "$dir"
     echo "$dir"
 }
 
@@ -110,7 +149,8 @@ cmd_stop() {
 
 case ${1:-} in
 start) shift; cmd_start "$@" ;;
+standby) shift; cmd_standby "$@" ;;
 stop)  shift; cmd_stop "$@" ;;
 env)   shift; cmd_env "$@" ;;
-*)     die "usage: pgcluster.sh start [DIR] | env DIR | stop DIR" ;;
+*)     die "usage: pgcluster.sh start [DIR] | standby PRIMARY [DIR] | env DIR | stop DIR" ;;
 esac

@@ -14,15 +14,7 @@ DBNAME=${IDENTITY_DB:-imgset_infer}
 DB="postgresql:///$DBNAME?host=$PGHOST&port=$PGPORT&user=$PGUSER"
 CONN="dbname=$DBNAME host=$PGHOST port=$PGPORT user=$PGUSER"
 PSQL=${PSQL:-psql}
-n=0 failed=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
-# t DESCRIPTION COMMAND... — one test: passes when the command exits 0.
-t() {
-    local what=$1; shift
-    if "$@" >"$WORK/identity.out" 2>&1; then ok "$what"
-    else not_ok "$what"; sed 's/^/# /' "$WORK/identity.out" | tail -10; fi
-}
+. "$(dirname "$0")/tap.sh"
 # is GOT WANT DESCRIPTION
 is() {
     if [ "$1" = "$2" ]; then ok "$3"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run.sh — the PostgreSQL suite, against a throwaway cluster it starts and stops itself:
 # pg_regress (sql/, expected/), pgTAP files (test/pg/*.pg) through pg_prove, the libpq wire and
-# fuzz test (test_wire), the postgresql:// store test (test_store_pg), the CLI round trip, and
-# the inference identity test.
+# fuzz test (test_wire), the postgresql:// store test (test_store_pg), the CLI round trip, a
+# primary and its hot standby behind one URI (replicas.sh), and the inference identity test.
 # Prints TAP: one line per pg_regress test, every pgTAP/C test line renumbered, then the plan;
 # exits non-zero on failure.
 # The server runs from test/pgtree.sh's private installation ($IMGSET_PG_BINDIR, made here when
@@ -156,6 +156,13 @@ else
     status=$?
     relay cli <"$WORK/tap.out"
     [ "$status" -eq 0 ] || tap_fail "cli_roundtrip.sh exited with $status"
+
+    # 6b. Replicas: this cluster as the primary of a hot standby, one URI naming both.
+    IMGSET=$IMGSET WORK=$WORK PRIMARY=$CLUSTER PSQL="$BINDIR/psql" bash test/pg/replicas.sh \
+        >"$WORK/tap.out" 2>&1
+    status=$?
+    relay replicas <"$WORK/tap.out"
+    [ "$status" -eq 0 ] || tap_fail "replicas.sh exited with $status"
 fi
 
 # 7. In-database inference equals the CLI's, bit for bit.
