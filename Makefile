@@ -3,7 +3,7 @@
 #   make check      install missing packages, build, run every test suite
 #   make demo       install missing packages, build, run the small benchmark
 #   make install    install the extension into the PostgreSQL found by pg_config
-# Turn optional parts off with NO_HDF5=1, NO_PG=1, NO_CUDA=1, NO_FUZZ=1.
+# Turn optional parts off with NO_HDF5=1, NO_PG=1, NO_CUDA=1, NO_MPI=1, NO_FUZZ=1.
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -71,6 +71,24 @@ missing += cuda
 endif
 endif
 
+# MPI (mpirun -np N imgset train): Open MPI's compiler wrapper tells its flags. Only the CLI's
+# trainer/cli/ranks_mpi.c includes mpi.h and only the imgset binaries link it; the library
+# and every other program stay free of MPI.
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+ifndef NO_MPI
+ifneq ($(MPICC),)
+MPI_CFLAGS := $(shell $(MPICC) --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell $(MPICC) --showme:link 2>/dev/null)
+endif
+ifneq ($(MPI_LIBS),)
+HAVE_MPI := yes
+CFLAGS   += -DIMGSET_HAVE_MPI
+found    += mpi
+else
+missing  += mpi
+endif
+endif
+
 # Library versions for the benchmark's machine line.
 LIB_VERSIONS := $(foreach p,libpng libjpeg zlib libdeflate hdf5 openblas libpq,$(p) $(shell $(PKG) --modversion $(p) 2>/dev/null || echo none))
 CFLAGS  += -DIMGSET_LIBRARY_VERSIONS='"$(strip $(LIB_VERSIONS))"'
@@ -88,7 +106,7 @@ OPTIONAL_OFF := $(if $(HAVE_HDF5),,loaders/store_hdf5.c) \
 LIB_SRC  := $(filter-out $(OPTIONAL_OFF),$(wildcard loaders/*.c)) \
             $(wildcard trainer/nn/*.c trainer/train/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
-CLI_SRC  := $(wildcard trainer/cli/*.c)
+CLI_SRC  := $(filter-out $(if $(HAVE_MPI),,trainer/cli/ranks_mpi.c),$(wildcard trainer/cli/*.c))
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 CU_SRC   := $(if $(HAVE_CUDA),$(wildcard loaders/*.cu trainer/train/*.cu))
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
@@ -125,6 +143,10 @@ $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+$(BUILD)/obj/trainer/cli/ranks_mpi.o: trainer/cli/ranks_mpi.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(MPI_CFLAGS) -c $< -o $@
+
 $(BUILD)/obj/%.o: %.cu $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(NVCC) -O2 $(NVCC_ARCH) -Xcompiler -fPIC $(INCLUDES) $(filter -DIMGSET_HAVE_%,$(CFLAGS)) -c $< -o $@
@@ -134,7 +156,7 @@ $(BUILD)/libimgset.a: $(LIB_OBJ) $(CU_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/imgset: $(CLI_OBJ) $(BUILD)/libimgset.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libimgset.a $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libimgset.a $(LDLIBS) $(MPI_LIBS)
 
 $(BUILD)/test/%: test/unit/%.c test/unit/tap.h $(BUILD)/libimgset.a
 	@mkdir -p $(dir $@)
@@ -158,7 +180,7 @@ $(BUILD)/emuobj/emu.o: test/gpu/emu/emu.cpp $(wildcard test/gpu/emu/*.h)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
 $(BUILD)/imgset_emu: $(CLI_OBJ) $(LIB_OBJ) $(EMU_OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(filter-out -lcudart -lcublas,$(LDLIBS))
+	$(CC) $(CFLAGS) -o $@ $^ $(filter-out -lcudart -lcublas,$(LDLIBS)) $(MPI_LIBS)
 $(BUILD)/test/%_emu: test/gpu/%.c test/unit/tap.h $(LIB_OBJ) $(EMU_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(LIB_OBJ) $(EMU_OBJ) \

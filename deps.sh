@@ -11,6 +11,7 @@ packages=(
     libtap-parser-sourcehandler-pgtap-perl
     python3-numpy python3-h5py python3-torchvision python3-psycopg2
     gnuplot-nox
+    openmpi-bin libopenmpi-dev
 )
 
 missing=()

@@ -4,18 +4,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "error.h"
 #include "json.h"
 #include "model.h"
 #include "progress.h"
+#include "ranks.h"
 #include "train.h"
 
 /* What the command line asked for: the run's configuration plus where to write JSON. */
 typedef struct TrainArgs {
     TrainConfig config;
     const char *json;
+    int rank, world;        /* from the MPI launcher (ranks_launched); 0 and 1 without */
 } TrainArgs;
 
 /* The per-epoch lines, kept for the JSON file. */
@@ -26,6 +29,7 @@ typedef struct TrainPrinter {
     int lost;               /* 1: out of memory, some epochs are missing */
     size_t parameters;
     int device;          /* MODEL_CPU or MODEL_CUDA, as the run chose */
+    int world;           /* ranks */
     Progress bar;
 } TrainPrinter;
 
@@ -60,7 +64,11 @@ static void train_usage(FILE *out)
             "  --save CKPT      safetensors checkpoint after every epoch (and when stopped)\n"
             "  --resume CKPT    continue exactly where CKPT stopped\n"
             "  --stop-after N   stop after N batches, saving to --save (as an interruption would)\n"
-            "  --json FILE      the per-epoch numbers as JSON (keys: see README)\n");
+            "  --json FILE      the per-epoch numbers as JSON (keys: see README)\n\n"
+            "Under MPI (mpirun -np N imgset train ...; builds where mpicc was found) the N ranks\n"
+            "train one model data-parallel: --batch is the global batch, each rank takes batch/N\n"
+            "images of it from its shard, gradients are averaged every step; rank 0 prints,\n"
+            "evaluates and writes checkpoints. --resume takes a checkpoint of any N.\n");
 }
 
 /* Parse the command line into a; returns 0, or the exit status for a usage error. */
@@ -149,6 +157,12 @@ static int parse_train_args(int argc, char **argv, TrainArgs *a)
         fprintf(stderr, "imgset train: --batch, --threads and --epochs must be at least 1\n");
         return 2;
     }
+    if (cfg->batch % a->world != 0) {
+        fprintf(stderr, "imgset train: --batch %d is not divisible by the %d ranks (mpirun -np "
+                        "%d): each rank trains on batch / ranks images of every batch\n",
+                cfg->batch, a->world, a->world);
+        return 2;
+    }
     if (cfg->nesterov && cfg->momentum <= 0) {
         fprintf(stderr, "imgset train: --nesterov needs a positive --momentum\n");
         return 2;
@@ -173,6 +187,7 @@ static int write_json(const char *path, const TrainArgs *args, const TrainPrinte
     json_string(&j, "uri", a->uri);
     json_string(&j, "model", a->arch);
     json_int(&j, "batch", a->batch);
+    json_int(&j, "ranks", p->world);
     json_int(&j, "threads", a->threads);
     json_int(&j, "workers", a->workers);
     json_uint(&j, "seed", (unsigned long long)a->seed);
@@ -194,6 +209,7 @@ static int write_json(const char *path, const TrainArgs *args, const TrainPrinte
         json_number(&j, "test_accuracy", "%.6f", r[i].test_accuracy);
         json_number(&j, "test_macro_f1", "%.6f", r[i].test_f1);
         json_number(&j, "eval_seconds", "%.6f", r[i].eval_seconds);
+        json_number(&j, "allreduce_seconds", "%.6f", r[i].allreduce);
         json_number(&j, "h2d_seconds", "%.6f", r[i].copy);
         json_number(&j, "h2d_bytes", "%.0f", r[i].copy_bytes);
         json_object_end(&j);
@@ -209,15 +225,22 @@ static void print_started(void *ctx, const TrainRun *run)
     const TrainConfig *c = &p->args->config;
     p->parameters = run->parameters;
     p->device = run->device;
+    p->world = run->world;
     printf("train %s  model %s (%zu parameters)  input %dx%dx%d  %d classes  batch %d  "
            "threads %d  workers %d\n",
            c->uri, c->arch, run->parameters, run->input.channels, run->input.height,
            run->input.width, run->classes, c->batch, c->threads, c->workers);
+    if (run->world > 1)
+        printf("ranks %d, each with batch %d and its own threads and workers; gradients "
+               "averaged every step (allreduce s: the exchange, waits included)\n",
+               run->world, c->batch / run->world);
     printf("device %s (%s)\n", run->device == MODEL_CUDA ? "cuda" : "cpu", run->device_info);
     printf("%5s %8s %8s %8s %9s %6s %8s %8s %8s %8s", "epoch", "wall s", "wait s", "compute",
            "images/s", "AU", "loss", "train", "test", "macroF1");
     if (run->device == MODEL_CUDA)
         printf(" %8s %8s", "h2d s", "h2d GB/s");
+    if (run->world > 1)
+        printf(" %11s", "allreduce s");
     printf("\n");
     fflush(stdout);
 }
@@ -231,6 +254,8 @@ static void print_epoch(void *ctx, const EpochReport *r)
            r->accuracy, r->test_accuracy, r->test_f1);
     if (p->device == MODEL_CUDA)
         printf(" %8.4f %8.2f", r->copy, r->copy > 0 ? r->copy_bytes / r->copy / 1e9 : 0.0);
+    if (p->world > 1)
+        printf(" %11.3f", r->allreduce);
     printf("\n");
     fflush(stdout);
     if (p->count == p->capacity) {
@@ -255,28 +280,79 @@ static int print_progress(void *ctx, int64_t done, int64_t total)
     return progress_update(&p->bar, done, total);
 }
 
-int cmd_train(int argc, char **argv)
+/* A rank other than 0 prints no progress; it only passes on Ctrl-C (ctx unused). */
+static int quiet_progress(void *ctx, int64_t done, int64_t total)
 {
-    static TrainArgs a;
-    int usage = parse_train_args(argc, argv, &a);
-    if (usage)
-        return usage < 0 ? 0 : usage;
+    return interrupted();
+}
+
+/* Parse the command line; ranks other than 0 keep their usage messages to themselves (rank 0
+ * prints the same). */
+static int parse_quietly(int argc, char **argv, TrainArgs *a)
+{
+    int saved = -1;
+    FILE *null = a->rank > 0 ? fopen("/dev/null", "w") : NULL;
+    if (null) {
+        fflush(stderr);
+        saved = dup(STDERR_FILENO);
+        dup2(fileno(null), STDERR_FILENO);
+    }
+    int usage = parse_train_args(argc, argv, a);
+    if (null) {
+        fflush(stderr);
+        dup2(saved, STDERR_FILENO);
+        close(saved);
+        fclose(null);
+    }
+    return usage;
+}
+
+/* Train as parsed and report (rank 0 prints); the exit status. */
+static int train_and_report(TrainArgs *a)
+{
+    int rank0 = a->rank == 0;
     static TrainPrinter printer;
-    printer.args = &a;
+    printer.args = a;
+    printer.world = a->world;
     progress_start(&printer.bar, "train");
     TrainCallbacks cb = {print_started, print_epoch, print_progress, &printer};
+    TrainCallbacks quiet = {NULL, NULL, quiet_progress, NULL};
     TrainRun run;
-    int rc = train_run(&a.config, &cb, &run);
+    int rc = train_run(&a->config, rank0 ? &cb : &quiet, &run);
     progress_finish(&printer.bar);
     if (rc < 0)
-        return cli_error("train", imgset_error());
+        return rank0 ? cli_error("train", imgset_error()) : 1;
     if (run.stopped)
         printf("stopped after %lld batches at epoch %d batch %lld%s%s\n",
                (long long)run.batches_done, run.stop_epoch, (long long)run.stop_batch,
-               a.config.save ? "; checkpoint " : "", a.config.save ? a.config.save : "");
-    int json_rc = a.json ? write_json(a.json, &a, &printer) : 0;
+               a->config.save ? "; checkpoint " : "", a->config.save ? a->config.save : "");
+    int json_rc = a->json && rank0 ? write_json(a->json, a, &printer) : 0;
     free(printer.reports);
     if (json_rc < 0)
         return cli_error("train", imgset_error());
     return interrupted() ? 130 : 0;
+}
+
+/*
+ * Under an MPI launcher MPI starts first, so that every way out — a usage error included —
+ * passes through ranks_finish(), where the ranks wait for each other: rank 0 has printed
+ * before any rank exits (mpirun ends the whole job when a rank exits with an error).
+ */
+int cmd_train(int argc, char **argv)
+{
+    static TrainArgs a;
+    ranks_launched(&a.rank, &a.world);
+    if (a.world > 1) {
+        if (!(a.config.comm = ranks_start()))
+            return cli_error("train", imgset_error());   /* no MPI to wait with: every rank says it */
+        ranks_label_notices(a.rank);
+        if (a.rank > 0 && !freopen("/dev/null", "w", stdout))
+            return 1;
+    }
+    const Comm *comm = a.config.comm;
+    int usage = parse_quietly(argc, argv, &a);
+    a.config.comm = comm;   /* parsing reset the configuration */
+    int status = usage ? (usage < 0 ? 0 : usage) : train_and_report(&a);
+    ranks_finish();
+    return status;
 }

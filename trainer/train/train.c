@@ -22,12 +22,18 @@ void train_config_default(TrainConfig *c)
                        .device = TRAIN_AUTO};
 }
 
-/* Loader options shared by the train and test loaders. */
+/* Loader options shared by the train and test loaders: the train loader takes this rank's
+ * shard of every global batch; the test loader (rank 0's) the whole split. */
 static void loader_options_for(const TrainConfig *c, int device, LoaderOptions *o, int split)
 {
+    int world = c->comm ? c->comm->world : 1;
     loader_options_default(o);
     o->split = split;
-    o->batch_size = c->batch;
+    o->batch_size = c->batch / world;
+    if (split == SPLIT_TRAIN && c->comm) {
+        o->rank = c->comm->rank;
+        o->world = world;
+    }
     o->seed = c->seed;
     o->workers = c->workers;
     o->want_float = 1;
@@ -45,6 +51,14 @@ static int choose_device(const TrainConfig *c, TrainRun *run)
     run->device = MODEL_CPU;
     if (c->device == MODEL_CPU) {
         snprintf(run->device_info, sizeof run->device_info, "as asked");
+        return 0;
+    }
+    if (run->world > 1) {   /* the ranks' gradients are exchanged in host memory */
+        if (c->device == MODEL_CUDA)
+            return imgset_fail("train: --device cuda with %d ranks is not supported: the "
+                               "ranks average their gradients on the CPU", run->world);
+        snprintf(run->device_info, sizeof run->device_info,
+                 "%d ranks: training with several ranks runs on the CPU", run->world);
         return 0;
     }
 #ifdef IMGSET_HAVE_CUDA
@@ -97,48 +111,98 @@ static int evaluate(Model *m, Loader *test, double *accuracy, double *f1)
     return rc < 0 ? -1 : 0;
 }
 
-/* One training pass over the epoch from start_batch; fills r; sets *stop when asked to. */
+/* Forward, loss and backward of one batch into m->grads; counts its correct answers and adds
+ * its loss to *loss_sum. 0, or -1 with imgset_fail() (a non-finite loss named by batch). */
+static int batch_gradients(const TrainConfig *c, Model *m, const Batch *b, int epoch,
+                           int64_t batch_no, double *loss_sum, int64_t *correct)
+{
+    int K = m->graph.spec.classes;
+    const float *logits = model_forward(m, batch_input(m, b), b->count, 1);
+    float loss;
+    if (!logits || model_loss(m, b->labels, &loss) < 0)
+        return -1;
+    if (!isfinite(loss))
+        return imgset_fail("epoch %d batch %lld: the loss is %f; stopping (the last good "
+                           "checkpoint%s%s is kept)", epoch, (long long)batch_no, loss,
+                           c->save ? " " : "", c->save ? c->save : "");
+    for (int i = 0; i < b->count; i++)
+        *correct += metrics_argmax(logits + (size_t)i * K, K) == b->labels[i];
+    *loss_sum += (double)loss * b->count;
+    model_zero_grad(m);
+    return model_backward(m);
+}
+
+/* Replace every rank's gradients by their mean over the ranks. */
+static int average_gradients(const Comm *comm, Model *m)
+{
+    size_t n = m->graph.param_floats;
+    if (comm->sum_floats(comm, m->grads, n) < 0)
+        return -1;
+    float scale = 1.0f / (float)comm->world;
+    for (size_t i = 0; i < n; i++)
+        m->grads[i] *= scale;
+    return 0;
+}
+
+/* Sum the epoch's numbers over the ranks into rank 0's report: images, loss and accuracy
+ * over every rank's images, the means of wait, compute and allreduce. */
+static int reduce_report(const Comm *comm, EpochReport *r, double loss_sum, int64_t correct)
+{
+    double v[6] = {(double)r->images, loss_sum, (double)correct, r->wait, r->compute,
+                   r->allreduce};
+    if (comm && comm->sum_doubles(comm, v, 6) < 0)
+        return -1;
+    double world = comm ? comm->world : 1;
+    r->images = (int64_t)v[0];
+    r->loss = v[0] > 0 ? v[1] / v[0] : 0;
+    r->accuracy = v[0] > 0 ? v[2] / v[0] : 0;
+    r->wait = v[3] / world;
+    r->compute = v[4] / world;
+    r->allreduce = v[5] / world;
+    return 0;
+}
+
+/*
+ * One training pass over the epoch from start_batch; fills r; sets run->stopped when asked
+ * to. With a comm, every step ends with the ranks agreeing (an error anywhere stops all,
+ * a stop request anywhere stops all at this batch) and averaging their gradients; the
+ * loader gives every rank the same number of batches.
+ */
 static int train_epoch(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run, Model *m,
                        Loader *train, const LrSchedule *schedule, const SgdConfig *sgd,
                        int epoch, int64_t start_batch, EpochReport *r, int64_t *batch_no)
 {
-    int K = m->graph.spec.classes;
     double loss_sum = 0;
     int64_t correct = 0;
     *batch_no = start_batch;
-    if (loader_start_epoch(train, (uint64_t)epoch, start_batch) < 0)
+    int rc = loader_start_epoch(train, (uint64_t)epoch, start_batch);
+    if (comm_agree(c->comm, rc, NULL) < 0)
         return -1;
     double t0 = monotonic_seconds(), device0 = model_device_seconds(m);
     size_t image_bytes = image_shape_bytes(loader_shape(train));
     const Batch *b;
     int got;
-    while ((got = loader_next(train, &b)) == 1) {
+    while ((got = loader_next(train, &b)) != 0) {
+        double c0 = monotonic_seconds();
+        rc = got < 0 ? -1 : batch_gradients(c, m, b, epoch, *batch_no, &loss_sum, &correct);
+        int stop = (cb && cb->progress && cb->progress(cb->ctx, *batch_no + 1,
+                                                       run->batches_per_epoch)) ||
+                   (c->stop_after && run->batches_done + 1 >= c->stop_after);
+        double c1 = monotonic_seconds();
+        if (comm_agree(c->comm, rc, &stop) < 0 || (c->comm && average_gradients(c->comm, m) < 0))
+            return -1;
+        double c2 = monotonic_seconds();
+        model_sgd_step(m, lr_at(schedule, m->step), sgd);
+        r->compute += (c1 - c0) + (monotonic_seconds() - c2);
+        r->allreduce += c2 - c1;
         r->wait += b->wait_seconds;
         r->copy += b->copy_seconds;
         if (m->device == MODEL_CUDA)
             r->copy_bytes += (double)image_bytes * b->count;
-        double c0 = monotonic_seconds();
-        const float *logits = model_forward(m, batch_input(m, b), b->count, 1);
-        float loss;
-        if (!logits || model_loss(m, b->labels, &loss) < 0)
-            return -1;
-        if (!isfinite(loss))
-            return imgset_fail("epoch %d batch %lld: the loss is %f; stopping (the last good "
-                               "checkpoint%s%s is kept)", epoch, (long long)*batch_no, loss,
-                               c->save ? " " : "", c->save ? c->save : "");
-        for (int i = 0; i < b->count; i++)
-            correct += metrics_argmax(logits + (size_t)i * K, K) == b->labels[i];
-        model_zero_grad(m);
-        if (model_backward(m) < 0)
-            return -1;
-        model_sgd_step(m, lr_at(schedule, m->step), sgd);
-        r->compute += monotonic_seconds() - c0;
-        loss_sum += (double)loss * b->count;
         r->images += b->count;
         ++*batch_no;
         run->batches_done++;
-        if ((cb && cb->progress && cb->progress(cb->ctx, *batch_no, run->batches_per_epoch)) ||
-            (c->stop_after && run->batches_done >= c->stop_after)) {
+        if (stop) {
             run->stopped = 1;
             break;
         }
@@ -146,59 +210,128 @@ static int train_epoch(const TrainConfig *c, const TrainCallbacks *cb, TrainRun 
     if (m->device == MODEL_CUDA)   /* the GPU's own time; waits for the last step */
         r->compute = model_device_seconds(m) - device0;
     r->wall = monotonic_seconds() - t0;
-    if (got < 0)
+    return reduce_report(c->comm, r, loss_sum, correct);
+}
+
+/* The numbers every rank must share, compared against rank 0's: a rank started with other
+ * options would train something else. */
+typedef struct RankPlan {
+    int64_t batch, epochs, size, augment, stop_after, evaluate, batches_per_epoch;
+    uint64_t seed;
+    double lr, momentum, weight_decay;
+    char arch[32];
+} RankPlan;
+
+/* Check that every rank has rank 0's plan; 0, or -1 on this rank naming what differs. */
+static int check_plan(const TrainConfig *c, const TrainRun *run)
+{
+    RankPlan mine = {c->batch, c->epochs, c->size, c->augment, c->stop_after, c->evaluate,
+                     run->batches_per_epoch, c->seed, c->lr, c->momentum, c->weight_decay,
+                     {0}};
+    snprintf(mine.arch, sizeof mine.arch, "%s", c->arch);
+    RankPlan first = mine;
+    if (c->comm->broadcast(c->comm, &first, sizeof first, 0) < 0)
         return -1;
-    r->loss = r->images ? loss_sum / (double)r->images : 0;
-    r->accuracy = r->images ? (double)correct / (double)r->images : 0;
+    if (mine.batches_per_epoch != first.batches_per_epoch)
+        return imgset_fail("this rank has %lld batches per epoch, rank 0 has %lld (the data "
+                           "sets differ?)", (long long)mine.batches_per_epoch,
+                           (long long)first.batches_per_epoch);
+    if (memcmp(&mine, &first, sizeof mine) != 0)
+        return imgset_fail("this rank was started with other training options than rank 0 "
+                           "(model, batch, epochs, seed, size, lr, ...)");
+    return 0;
+}
+
+/* Give every rank rank 0's weights, momentum, step and sampler state. */
+static int share_rank0_model(const Comm *comm, Model *m, TrainState *state)
+{
+    size_t bytes = sizeof(float) * m->graph.param_floats;
+    if (comm->broadcast(comm, m->params, bytes, 0) < 0 ||
+        comm->broadcast(comm, m->velocity, bytes, 0) < 0 ||
+        comm->broadcast(comm, &m->step, sizeof m->step, 0) < 0 ||
+        comm->broadcast(comm, state, sizeof *state, 0) < 0)
+        return -1;
+    return 0;
+}
+
+/* Open the loaders (the test loader on rank 0 only), build the model and, on rank 0, restore
+ * the checkpoint to resume from. 0, or -1 with imgset_fail() on this rank. */
+static int train_setup(const TrainConfig *c, TrainRun *run, Loader **train, Loader **test,
+                       Model **m, TrainState *state)
+{
+    int rank = c->comm ? c->comm->rank : 0;
+    if (choose_device(c, run) < 0)
+        return -1;
+    LoaderOptions to, eo;
+    loader_options_for(c, run->device, &to, SPLIT_TRAIN);
+    loader_options_for(c, run->device, &eo, SPLIT_TEST);
+    if (!(*train = loader_open(c->uri, &to)))
+        return -1;
+    if (c->evaluate && rank == 0 && !(*test = loader_open(c->test_uri ? c->test_uri : c->uri, &eo)))
+        return -1;
+    const DatasetInfo *info = loader_info(*train);
+    run->input = loader_shape(*train);
+    run->classes = info->num_classes;
+    run->batches_per_epoch = loader_batches(*train);
+    if (*test && !image_shape_equal(run->input, loader_shape(*test)))
+        return imgset_fail("train and test images differ in shape (resize both with a size)");
+    *m = model_create(c->arch, run->input.channels, run->input.height, run->input.width,
+                      run->classes, to.batch_size, c->seed);
+    if (!*m || model_set_threads(*m, c->threads) < 0)
+        return -1;
+    run->parameters = model_num_parameters(*m);
+    *state = (TrainState){.sampler_seed = c->seed};
+    if (c->resume && rank == 0) {
+        CheckpointInfo ci;
+        if (checkpoint_restore(c->resume, *m, &ci) < 0)
+            return -1;
+        *state = ci.state;
+        checkpoint_info_free(&ci);
+        if (state->sampler_seed != c->seed)
+            return imgset_fail("%s was trained with seed %llu, not %llu", c->resume,
+                               (unsigned long long)state->sampler_seed,
+                               (unsigned long long)c->seed);
+    }
+    return 0;
+}
+
+/* Rank 0's end of an epoch: the checkpoint, then the test set. 0, or -1 with imgset_fail(). */
+static int finish_epoch(const TrainConfig *c, Model *m, Loader *test, const DatasetInfo *info,
+                        const TrainState *state, int stopped, EpochReport *r)
+{
+    if (c->save && (model_sync_host(m) < 0 ||
+                    checkpoint_save(c->save, m, state,
+                                    (const char *const *)info->class_names, 1) < 0))
+        return -1;
+    if (test && !stopped) {
+        double e0 = monotonic_seconds();
+        if (evaluate(m, test, &r->test_accuracy, &r->test_f1) < 0)
+            return -1;
+        r->eval_seconds = monotonic_seconds() - e0;
+    }
     return 0;
 }
 
 int train_run(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run)
 {
     memset(run, 0, sizeof *run);
+    run->world = c->comm ? c->comm->world : 1;
+    int rank = c->comm ? c->comm->rank : 0;
     if (c->batch < 1 || c->threads < 1 || c->epochs < 1)
         return imgset_fail("train: batch, threads and epochs must be at least 1");
-    if (choose_device(c, run) < 0)
-        return -1;
-    LoaderOptions to, eo;
-    loader_options_for(c, run->device, &to, SPLIT_TRAIN);
-    loader_options_for(c, run->device, &eo, SPLIT_TEST);
-    Loader *train = loader_open(c->uri, &to);
-    Loader *test = NULL;
+    if (c->batch % run->world != 0)
+        return imgset_fail("train: batch %d is not divisible by %d ranks", c->batch, run->world);
+    Loader *train = NULL, *test = NULL;
     Model *m = NULL;
+    TrainState state;
     int rc = -1;
-    if (!train)
-        return -1;
-    if (c->evaluate && !(test = loader_open(c->test_uri ? c->test_uri : c->uri, &eo)))
+    if (comm_agree(c->comm, train_setup(c, run, &train, &test, &m, &state), NULL) < 0 ||
+        (c->comm && (comm_agree(c->comm, check_plan(c, run), NULL) < 0 ||
+                     share_rank0_model(c->comm, m, &state) < 0)))
         goto done;
-    const DatasetInfo *info = loader_info(train);
-    run->input = loader_shape(train);
-    run->classes = info->num_classes;
-    run->batches_per_epoch = loader_batches(train);
-    if (test && !image_shape_equal(run->input, loader_shape(test))) {
-        imgset_fail("train and test images differ in shape (resize both with a size)");
-        goto done;
-    }
-    m = model_create(c->arch, run->input.channels, run->input.height, run->input.width,
-                     run->classes, c->batch, c->seed);
-    if (!m || model_set_threads(m, c->threads) < 0)
-        goto done;
-    run->parameters = model_num_parameters(m);
-    TrainState state = {.sampler_seed = c->seed};
-    if (c->resume) {
-        CheckpointInfo ci;
-        if (checkpoint_restore(c->resume, m, &ci) < 0)
-            goto done;
-        state = ci.state;
-        checkpoint_info_free(&ci);
-        if (state.sampler_seed != c->seed) {
-            imgset_fail("%s was trained with seed %llu, not %llu", c->resume,
-                        (unsigned long long)state.sampler_seed, (unsigned long long)c->seed);
-            goto done;
-        }
-    }
     if (run->device == MODEL_CUDA && model_use_device(m, MODEL_CUDA) < 0)
         goto done;
+    const DatasetInfo *info = loader_info(train);
     int64_t per_epoch = run->batches_per_epoch, total = (int64_t)c->epochs * per_epoch;
     LrSchedule schedule = {
         .kind = c->schedule, .base_lr = c->lr,
@@ -206,7 +339,7 @@ int train_run(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run)
         .step_size = total >= 3 ? (total + 2) / 3 : 1, .gamma = 0.1f, .min_lr = 0,
     };
     SgdConfig sgd = {c->momentum, c->weight_decay, c->nesterov};
-    if (cb && cb->started)
+    if (cb && cb->started && rank == 0)
         cb->started(cb->ctx, run);
 
     for (int epoch = (int)state.sampler_epoch; epoch < c->epochs; epoch++) {
@@ -219,21 +352,15 @@ int train_run(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run)
         state.step = m->step;
         state.sampler_epoch = partial ? epoch : epoch + 1;
         state.sampler_position = partial ? batch_no * c->batch : 0;
-        if (c->save && (model_sync_host(m) < 0 || checkpoint_save(c->save, m, &state,
-                                       (const char *const *)info->class_names, 1) < 0))
+        int ended = rank == 0 ? finish_epoch(c, m, test, info, &state, run->stopped, &r) : 0;
+        if (comm_agree(c->comm, ended, NULL) < 0)
             goto done;
         if (run->stopped) {
             run->stop_epoch = epoch;
             run->stop_batch = batch_no;
             break;
         }
-        if (test) {
-            double e0 = monotonic_seconds();
-            if (evaluate(m, test, &r.test_accuracy, &r.test_f1) < 0)
-                goto done;
-            r.eval_seconds = monotonic_seconds() - e0;
-        }
-        if (cb && cb->epoch_done)
+        if (cb && cb->epoch_done && rank == 0)
             cb->epoch_done(cb->ctx, &r);
     }
     rc = 0;

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "comm.h"
 #include "dataset.h"
 #include "optim.h"
 #include "store.h"
@@ -26,7 +27,21 @@ typedef struct TrainConfig {
     int64_t stop_after;       /* stop after this many batches (0: never) */
     int evaluate;             /* 1: test accuracy and macro-F1 after every epoch */
     int device;               /* TRAIN_AUTO, MODEL_CPU or MODEL_CUDA (model.h) */
+    const Comm *comm;         /* the ranks of a data-parallel run, or NULL: one process */
 } TrainConfig;
+
+/*
+ * Data-parallel training (comm with world N > 1), as PyTorch's DDP does it: `batch` is the
+ * global batch B and each rank trains on B / N images of it — its shard of the sampler's
+ * permutation (loaders/sampler.h), so the ranks' batch b together is the one-process batch
+ * b. Every rank starts from rank 0's weights (and rank 0's checkpoint with resume), computes
+ * its gradients, and the gradients are averaged over the ranks (one sum of the whole
+ * gradient memory) before every SGD step, so all ranks take the same steps. Batch-norm
+ * statistics are each rank's own (not synchronised); rank 0 evaluates, writes checkpoints
+ * and gets the callbacks' epoch reports (every rank's progress callback may ask to stop:
+ * all stop at the same batch). Any rank's failure stops every rank with that rank's error
+ * (comm_agree). Runs on the CPU: gradients are exchanged in host memory.
+ */
 
 /* TrainConfig.device: CUDA when this build has it and a device is there, else the CPU. */
 #define TRAIN_AUTO (-1)
@@ -38,12 +53,16 @@ void train_config_default(TrainConfig *c);
 /* One epoch. Seconds: wall = the epoch's training pass; wait = time spent in loader_next;
  * compute = forward + backward + step (on a GPU: the GPU's time for them, from CUDA events);
  * copy = the batches' host-to-device transfers (on a GPU; done by the loader's threads,
- * overlapped with compute), copy_bytes = the pixel bytes moved. AU = compute / wall. */
+ * overlapped with compute), copy_bytes = the pixel bytes moved; allreduce = averaging the
+ * gradients over the ranks (waiting for the slowest included). AU = compute / wall. With
+ * several ranks, images, loss and accuracy are over all ranks' images; wait, compute and
+ * allreduce are the ranks' means; wall is rank 0's. */
 typedef struct EpochReport {
     int epoch;
     int64_t images;
     double wall, wait, compute, eval_seconds;
     double copy, copy_bytes;
+    double allreduce;
     double loss, accuracy;               /* over the epoch's training batches */
     double test_accuracy, test_f1;       /* -1 when not evaluated */
 } EpochReport;
@@ -53,7 +72,8 @@ typedef struct TrainRun {
     ImageShape input;        /* the model's input, channels-last */
     int32_t classes;
     size_t parameters;
-    int64_t batches_per_epoch;
+    int64_t batches_per_epoch;   /* per rank */
+    int world;               /* ranks (1 without a comm) */
     int stopped;             /* 1 when --stop-after or the progress callback stopped it */
     int stop_epoch;
     int64_t stop_batch, batches_done;
@@ -62,15 +82,17 @@ typedef struct TrainRun {
 } TrainRun;
 
 typedef struct TrainCallbacks {
-    void (*started)(void *ctx, const TrainRun *run);       /* before the first epoch */
-    void (*epoch_done)(void *ctx, const EpochReport *r);   /* after each full epoch */
+    void (*started)(void *ctx, const TrainRun *run);       /* before the first epoch (rank 0) */
+    void (*epoch_done)(void *ctx, const EpochReport *r);   /* after each full epoch (rank 0) */
     ProgressFn progress;     /* (done, total) batches of the epoch; non-zero stops */
     void *ctx;
 } TrainCallbacks;
 
 /* Train as configured. 0 when the run ended or was stopped (run->stopped; the checkpoint
  * is written), -1 with imgset_fail() on error — a NaN or infinite loss included, which names
- * the epoch and batch and leaves the last good checkpoint in place. */
+ * the epoch and batch and leaves the last good checkpoint in place. With a comm, every rank
+ * calls it with the same numbers (URIs may differ: a copy of the data set per machine) and
+ * every rank returns the same outcome. */
 int train_run(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run);
 
 #endif
