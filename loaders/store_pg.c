@@ -92,6 +92,7 @@ typedef struct PgReader {
     PGconn *conn;
     Servers servers;
     int server;               /* the one conn talks to */
+    int ready;                /* 1 once a server was set up: s->info and rel are known */
     char name[IMGSET_NAME_MAX];  /* the data set */
     uint32_t rel[SPLIT_COUNT];   /* the split tables' OIDs */
     int block_images[SPLIT_COUNT];
@@ -860,10 +861,11 @@ static int reader_setup(Store *s, PgReader *r, int first)
 
 /*
  * Connect r to the first server that answers, trying them in turn from server `from`, and
- * set it up (reader_setup). lost names the server just lost and why (a failover), or is NULL
- * (opening). When that was not the first server tried, one notice says which server reads
- * now and why the others were passed over. -1 when none answers: the error carries each
- * server's message; or when a server answers but does not serve the data set.
+ * set it up (reader_setup; a server lost during the setup counts as not answering). lost
+ * names the server just lost and why (a failover), or is NULL (opening). When that was not
+ * the first server tried, one notice says which server reads now and why the others were
+ * passed over. -1 when none answers: the error carries each server's message; or when a
+ * server answers but does not serve the data set.
  */
 static int reader_connect(Store *s, int from, const char *lost)
 {
@@ -879,11 +881,21 @@ static int reader_connect(Store *s, int from, const char *lost)
         if (conn && PQstatus(conn) == CONNECTION_OK) {
             r->conn = conn;
             r->server = i;
-            if (reader_setup(s, r, s->info.num_classes == 0) < 0)
-                return -1;
-            if (used > 0)
-                imgset_notice("%s: %s; reading from %s", s->uri, passed, server_name(sv, i));
-            return 0;
+            if (reader_setup(s, r, !r->ready) == 0) {
+                r->ready = 1;
+                if (used > 0)
+                    imgset_notice("%s: %s; reading from %s", s->uri, passed, server_name(sv, i));
+                return 0;
+            }
+            if (sv->count == 1 || PQstatus(conn) != CONNECTION_BAD)
+                return -1;   /* it answers, but not with the data set */
+            r->conn = NULL;
+            if (used < sizeof passed)
+                used += (size_t)snprintf(passed + used, sizeof passed - used,
+                                         "%slost server %s (%s)", used ? "; " : "",
+                                         server_name(sv, i), conn_message(conn));
+            PQfinish(conn);
+            continue;
         }
         if (used < sizeof passed && sv->count == 1)
             used += (size_t)snprintf(passed, sizeof passed, "%s", conn_message(conn));

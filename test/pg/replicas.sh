@@ -74,41 +74,98 @@ t "the sequential reader (verify) gives the mmap digests from the standby" \
 # URI): the trainer is paused (SIGSTOP) once the standby has served it a batch, the standby
 # stops, the trainer goes on from the primary. Its losses equal those of the same run on the
 # mmap store only if it got every batch, in order.
+# served_by_standby PID — wait until the standby shows a reader's batch statement while PID
+# runs, then a little more (the prepared statement shows from its preparation on); prints 1,
+# or 0 when PID ended first.
+served_by_standby() {
+    for _ in $(seq 400); do
+        if [ "$(standby_q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'imgset'
+                AND query LIKE '%imgset_batch_packed(\$1, \$2, \$3, \$4)%'")" -gt 0 ]; then
+            sleep 0.1; echo 1; return
+        fi
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.02
+    done
+    echo 0
+}
+# stop_standby_paused PID... — pause the processes (SIGSTOP), stop the standby, let them go
+# on; prints 1 when every one was still running (stopped, not exited) when the standby went.
+stop_standby_paused() {
+    local pid running=1
+    kill -STOP "$@" 2>/dev/null
+    for pid in "$@"; do   # the signal lands asynchronously: wait for the stopped state
+        for _ in $(seq 100); do
+            grep -qE '^[0-9]+ \(.*\) T' "/proc/$pid/stat" 2>/dev/null && break
+            sleep 0.01
+        done
+        grep -qE '^[0-9]+ \(.*\) T' "/proc/$pid/stat" 2>/dev/null || running=0
+    done
+    as_owner "$IMGSET_PG_BINDIR/pg_ctl" -D "$STANDBY/data" -m fast -w stop >/dev/null 2>&1
+    kill -CONT "$@" 2>/dev/null
+    echo "$running"
+}
+# same_losses DESCRIPTION STATUS WANT.json GOT.json ERRORS — the run exited 0 and every
+# epoch's loss is the reference run's, to the printed digit.
+losses() { grep -o '"train_loss": [0-9.e+-]*' "$1"; }
+same_losses() {
+    if [ "$2" -eq 0 ] && [ -n "$(losses "$3")" ] && [ "$(losses "$3")" = "$(losses "$4")" ]; then
+        ok "$1"
+    else
+        not_ok "$1 (status $2)"; sed 's/^/# /' "$5" | tail -8
+    fi
+}
 train=(--model cnn-small --batch 8 --epochs 2 --threads 1 --workers 1 --seed 3)
 "$IMGSET" train "$A" "${train[@]}" --json "$WORK/mmap.json" >/dev/null 2>&1
 "$IMGSET" train "postgresql:///imgset_cli?host=$SSOCK,$PGHOST&port=$SPORT,$PGPORT&user=$PGUSER&dataset=rep" \
     "${train[@]}" --json "$WORK/failover.json" >"$WORK/failover.out" 2>"$WORK/failover.err" &
 trainer=$!
-served=0
-for _ in $(seq 400); do
-    if [ "$(standby_q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'imgset'
-                        AND query LIKE '%imgset_batch_packed(\$1, \$2, \$3, \$4)%'")" -gt 0 ]; then
-        served=1; break
-    fi
-    kill -0 "$trainer" 2>/dev/null || break
-    sleep 0.02
-done
-kill -STOP "$trainer" 2>/dev/null
-running=$(kill -0 "$trainer" 2>/dev/null && ! grep -q '^ *1 ' "$WORK/failover.out" && echo 1 || echo 0)
-as_owner "$IMGSET_PG_BINDIR/pg_ctl" -D "$STANDBY/data" -m fast -w stop >/dev/null 2>&1
-kill -CONT "$trainer" 2>/dev/null
+served=$(served_by_standby "$trainer")
+running=$(stop_standby_paused "$trainer")
 wait "$trainer"
 status=$?
 if [ "$served" = 1 ] && [ "$running" = 1 ]; then ok "the standby stopped mid-run while the trainer read from it"
 else not_ok "the standby stopped mid-run while the trainer read from it (served $served, running $running)"; fi
-losses() { grep -o '"train_loss": [0-9.e+-]*' "$1"; }
-if [ "$status" -eq 0 ] && [ -n "$(losses "$WORK/mmap.json")" ] &&
-        [ "$(losses "$WORK/mmap.json")" = "$(losses "$WORK/failover.json")" ]; then
-    ok "the trainer finished on the primary with the mmap run's losses: no batch lost"
-else
-    not_ok "the trainer finished on the primary with the mmap run's losses (status $status)"
-    sed 's/^/# /' "$WORK/failover.err" | tail -5
-fi
+same_losses "the trainer finished on the primary with the mmap run's losses: no batch lost" \
+    "$status" "$WORK/mmap.json" "$WORK/failover.json" "$WORK/failover.err"
 if [ "$(grep -c "lost server $SSOCK:$SPORT .*; reading from $PGHOST:$PGPORT" "$WORK/failover.err")" -ge 1 ]; then
     ok "a line on stderr says the reader moved from the standby to the primary"
 else
     not_ok "a line on stderr says the reader moved from the standby to the primary"
     sed 's/^/# /' "$WORK/failover.err" | head -5
+fi
+
+# Two ranks under MPI, rank 0 reading from the primary and rank 1 from the standby; the
+# standby stops mid-epoch (both ranks paused meanwhile) and rank 1 goes on from the primary:
+# the losses are those of the same 2-rank run on the mmap store.
+if ! command -v mpirun >/dev/null 2>&1 || ! ldd "$IMGSET" 2>/dev/null | grep -q libmpi; then
+    ok "2 ranks, one on each server, the standby stopped mid-epoch # SKIP no MPI (mpirun, or an imgset built with mpicc)"
+elif ! as_owner "$IMGSET_PG_BINDIR/pg_ctl" -D "$STANDBY/data" -l "$STANDBY/server.log" -w start >/dev/null 2>&1; then
+    not_ok "the standby starts again"
+else
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    mpi=(timeout 120 mpirun --oversubscribe -np 2)
+    "${mpi[@]}" "$IMGSET" train "$A" "${train[@]}" --json "$WORK/mmap2.json" >/dev/null 2>&1
+    "${mpi[@]}" "$IMGSET" train "$URI" "${train[@]}" --json "$WORK/mpi.json" \
+        >"$WORK/mpi.out" 2>"$WORK/mpi.err" &
+    launcher=$!
+    served=$(served_by_standby "$launcher")
+    mpirun_pid=$(pgrep -P "$launcher" -x mpirun)
+    ranks=$(pgrep -P "${mpirun_pid:-0}" -x imgset | tr '\n' ' ')
+    running=0
+    [ "$(echo $ranks | wc -w)" -eq 2 ] && running=$(stop_standby_paused $ranks)
+    wait "$launcher"
+    status=$?
+    if [ "$served" = 1 ] && [ "$running" = 1 ]; then ok "the standby stopped while both ranks trained"
+    else not_ok "the standby stopped while both ranks trained (served $served, ranks: $ranks)"; fi
+    same_losses "2 ranks on primary + standby give the 2-rank mmap run's losses: no batch lost" \
+        "$status" "$WORK/mmap2.json" "$WORK/mpi.json" "$WORK/mpi.err"
+    if grep -q "^imgset: rank 1: .*lost server $SSOCK:$SPORT .*; reading from $PGHOST:$PGPORT" "$WORK/mpi.err" &&
+            ! grep -q "^imgset: rank 0: .*lost server" "$WORK/mpi.err"; then
+        ok "rank 1 read from the standby and moved to the primary; rank 0 read from the primary"
+    else
+        not_ok "rank 1 read from the standby and moved to the primary; rank 0 read from the primary"
+        sed 's/^/# /' "$WORK/mpi.err" | head -5
+    fi
 fi
 
 # No server answers: the error names each.
