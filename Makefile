@@ -122,8 +122,9 @@ EMU_BIN  := $(if $(HAVE_CUDA),$(BUILD)/test/test_gpu_emu $(BUILD)/test/test_gpu_
                                $(BUILD)/imgset_emu)
 # C tests that need a PostgreSQL server (test/pg/test_*.c), run by test/pg/run.sh.
 PGTEST_BIN := $(if $(HAVE_PG),$(patsubst test/pg/%.c,$(BUILD)/pgtest/%,$(wildcard test/pg/test_*.c)))
-# Benchmark programs; bench_batch is a libpq client.
-BENCH_SRC := $(filter-out $(if $(HAVE_PG),,test/bench/bench_batch.c),$(wildcard test/bench/*.c))
+# Benchmark programs; bench_batch is a libpq client, allreduce an MPI program.
+BENCH_SRC := $(filter-out $(if $(HAVE_PG),,test/bench/bench_batch.c) \
+                          $(if $(HAVE_MPI),,test/bench/allreduce.c),$(wildcard test/bench/*.c))
 BENCH_BIN := $(patsubst test/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 FUZZ_SRC := $(if $(FUZZ_CC),$(wildcard test/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(BUILD)/fuzz/%)
@@ -186,7 +187,10 @@ $(BUILD)/test/%_emu: test/gpu/%.c test/unit/tap.h $(LIB_OBJ) $(EMU_OBJ)
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(LIB_OBJ) $(EMU_OBJ) \
 	    $(filter-out -lcudart -lcublas,$(LDLIBS))
 
-# Benchmark programs (test/bench/*.c): run by hand, never by make check.
+# Benchmark programs (test/bench/*.c): run by hand, never by make check. allreduce.c is MPI's.
+$(BUILD)/bench/allreduce: test/bench/allreduce.c $(BUILD)/libimgset.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(MPI_CFLAGS) -o $@ $< $(BUILD)/libimgset.a $(LDLIBS) $(MPI_LIBS)
 $(BUILD)/bench/%: test/bench/%.c $(BUILD)/libimgset.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libimgset.a $(LDLIBS)
