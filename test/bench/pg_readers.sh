@@ -8,16 +8,19 @@
 #   test/bench/pg_readers.sh [--like cifar10|tinyimagenet|hires] [--train N] [--batch B]
 #                            [--epochs E] [--runs R] [--readers "1 2 4 8 16"] [--workers W]
 #
-# Each reader runs one untimed warm-up epoch of its shard and E more (imgset read); the run's
-# wall time is from the start of the first reader to the exit of the last, so it includes
-# the readers' start (one connection and a few catalog queries each, milliseconds). Server
-# CPU: utime + stime of the postmaster and all its processes, those that ended included
-# (their times go to the postmaster's cutime / cstime once reaped), from /proc.
+# Each reader runs one warm-up epoch of its shard and E more (imgset read). images/s: every
+# image read, by the wall time from the first reader's start to the last one's exit — so it
+# includes each reader's start (process, BLAS set-up, connection, catalog queries: tens of
+# milliseconds, CPU the readers share with the server here); enough epochs make that small.
+# Server CPU: utime + stime of the postmaster and
+# all its processes, those that ended included (their times go to the postmaster's cutime /
+# cstime once reaped), from /proc, over the whole run, per image read; reader CPU likewise
+# (the readers' own times, as the shell that waited for them sees them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 IMGSET=${IMGSET:-$ROOT/build/imgset}
-like=cifar10 train=20000 batch=256 epochs=2 runs=3 readers="1 2 4 8 16" workers=1
+like=cifar10 train=20000 batch=256 epochs=10 runs=3 readers="1 2 4 8 16" workers=1
 while [ $# -gt 0 ]; do
     case $1 in
     --like) like=$2; shift 2 ;;
@@ -88,10 +91,10 @@ one_run() {
     t1=$(date +%s.%N)
     while [ "$(backends)" -gt 0 ]; do sleep 0.05; done   # every backend has ended and been reaped
     s1=$(server_ticks)
-    images=0
-    for ((r = 0; r < p; r++)); do   # each reader's epoch, read epochs + 1 times
-        images=$((images + (epochs + 1) * $(grep -o '"images": [0-9]*' "$WORK/r$r.json" |
-                                             head -1 | awk '{print $2}')))
+    local images=0
+    for ((r = 0; r < p; r++)); do   # a reader's timed epochs, and its warm-up epoch
+        images=$((images + $(grep -oE '"images": [0-9]+' "$WORK/r$r.json" |
+                             awk -v e="$epochs" '{ n += $2 } END { print n * (e + 1) / e }')))
     done
     awk -v t0="$t0" -v t1="$t1" -v n="$images" -v s="$((s1 - s0))" -v hz="$hz" -v c="$client" \
         'BEGIN { print t1 - t0, n, s / hz, c }'
@@ -125,7 +128,7 @@ for p in $readers; do
             return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2 }
         function lo(a, n,   i, m) { m = a[1]; for (i = 2; i <= n; i++) if (a[i] < m) m = a[i]; return m }
         function hi(a, n,   i, m) { m = a[1]; for (i = 2; i <= n; i++) if (a[i] > m) m = a[i]; return m }
-        END { printf "| %d | %.0f (%.0f-%.0f) | %.0f | %.1f | %.2f | %.1f |\n", p, median(rate, n),
-              lo(rate, n), hi(rate, n), median(rate, n) / p, median(server, n), median(busy, n),
-              median(client, n) }'
+        END { printf "| %d | %.0f (%.0f-%.0f) | %.0f | %.1f | %.2f | %.1f |\n", p,
+              median(rate, n), lo(rate, n), hi(rate, n), median(rate, n) / p,
+              median(server, n), median(busy, n), median(client, n) }'
 done
