@@ -119,7 +119,7 @@ UNIT_SRC := $(wildcard test/unit/test_*.c test/gpu/test_*.c)
 UNIT_BIN := $(patsubst %.c,$(BUILD)/test/%,$(notdir $(UNIT_SRC)))
 # The GPU code run on the host (test/gpu/emu), in CUDA builds: see below.
 EMU_BIN  := $(if $(HAVE_CUDA),$(BUILD)/test/test_gpu_emu $(BUILD)/test/test_gpu_train_emu \
-                               $(BUILD)/imgset_emu)
+                               $(BUILD)/imgset_emu $(BUILD)/test/test_emu)
 # C tests that need a PostgreSQL server (test/pg/test_*.c), run by test/pg/run.sh.
 PGTEST_BIN := $(if $(HAVE_PG),$(patsubst test/pg/%.c,$(BUILD)/pgtest/%,$(wildcard test/pg/test_*.c)))
 # Benchmark programs; bench_batch is a libpq client, allreduce an MPI program.
@@ -167,10 +167,11 @@ $(BUILD)/test/%: test/gpu/%.c test/unit/tap.h $(BUILD)/libimgset.a
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(BUILD)/libimgset.a $(LDLIBS)
 
 # The GPU tests and the CLI again (test_gpu_emu, test_gpu_train_emu, imgset_emu for
-# test/e2e/test_gpu_emu.sh), with the .cu files compiled as C++
-# against the host emulation of the CUDA runtime and cuBLAS in test/gpu/emu (GPU_THREADS = 1,
-# see loaders/gpu_launch.h): the loader's GPU path, the GPU executor and their kernels checked
-# against the CPU on every machine, GPU or not.
+# test/e2e/test_gpu_emu.sh), with the .cu files compiled as C++ against the host emulation of
+# the CUDA runtime and cuBLAS in test/gpu/emu (the device's grid, GPU_THREADS threads a block,
+# __syncthreads a barrier; see loaders/gpu_launch.h): the loader's GPU path, the GPU executor
+# and their kernels checked against the CPU on every machine, GPU or not. test_emu checks the
+# emulation itself.
 EMU_CXXFLAGS := -O1 -g -std=c++17 -DIMGSET_CUDA_EMULATION -Itest/gpu/emu $(INCLUDES) \
                 $(filter-out -I$(CUDA_HOME)/include,$(filter -DIMGSET_HAVE_% -I%,$(CFLAGS)))
 EMU_OBJ := $(CU_SRC:%.cu=$(BUILD)/emuobj/%.o) $(BUILD)/emuobj/emu.o
@@ -182,6 +183,10 @@ $(BUILD)/emuobj/emu.o: test/gpu/emu/emu.cpp $(wildcard test/gpu/emu/*.h)
 	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
 $(BUILD)/imgset_emu: $(CLI_OBJ) $(LIB_OBJ) $(EMU_OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(filter-out -lcudart -lcublas,$(LDLIBS)) $(MPI_LIBS)
+$(BUILD)/test/test_emu: test/gpu/emu/test_emu.cpp test/unit/tap.h $(BUILD)/emuobj/emu.o
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -Itest/unit -o $@ $< $(BUILD)/emuobj/emu.o \
+	    $(filter-out -lcudart -lcublas,$(LDLIBS))
 $(BUILD)/test/%_emu: test/gpu/%.c test/unit/tap.h $(LIB_OBJ) $(EMU_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(LIB_OBJ) $(EMU_OBJ) \

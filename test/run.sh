@@ -11,7 +11,7 @@ export PYTHON=/usr/bin/python3          # Debian's python, which has the python3
 FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 TEST_TIMEOUT=${TEST_TIMEOUT:-1800}      # seconds per test program: a hang is a failure
 
-passed=0 failed=0 skipped=0 programs=0
+passed=0 failed=0 skipped=0 programs=0 emulated=0
 log_dir=$(mktemp -d "${TMPDIR:-/tmp}/imgset-test.XXXXXX")
 trap 'rm -rf "$log_dir"' EXIT
 
@@ -45,6 +45,7 @@ run_tap() {
         f=1; echo "not ok - $name reported no test" >>"$out"
     fi
     passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    emulated=$((emulated + $(grep -E '^ok [0-9]+' "$out" | grep -vE '# *(SKIP|skip)' | grep -c 'host emulation, not a GPU')))
     printf '%-44s %4d passed %3d failed %3d skipped  (%ds)\n' "$name" "$p" "$f" "$s" $((SECONDS - start))
     if [ "$f" -gt 0 ]; then
         grep -E '^not ok|^#' "$out" | head -40 | sed 's/^/    /'
@@ -102,5 +103,8 @@ for suite in $suites; do
     fi
 done
 
+# The GPU code's passes that ran on the host emulation (test/gpu/emu), each marked so in its
+# TAP line: they prove the kernels right against the CPU, not that a GPU runs them.
+echo "$emulated of the $passed passes ran on the host emulation of CUDA (test/gpu/emu), not on a GPU"
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

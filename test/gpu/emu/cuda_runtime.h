@@ -1,12 +1,19 @@
 /* cuda_runtime.h (test/gpu/emu) — a host emulation of the part of the CUDA runtime the .cu
  * files use, so that their kernels run on machines without a GPU: "device" memory is host
- * memory that the emulator tracks, every kernel runs serially, one thread per block
- * (gpu_launch.h sets GPU_THREADS to 1), streams and events are immediate. It checks what the
- * real runtime would not show on the host: every pointer a kernel gets and every copy's
- * direction must match the tracked allocations, and fresh device memory is filled with NaN
- * bytes so that reads of unwritten memory show; host memory registered for the device is
- * device memory at the same address. What it cannot check: races between threads of a block,
- * launch limits, timing. Used by test_gpu_emu and test_gpu_train_emu (see the Makefile). */
+ * memory that the emulator tracks; a launch runs its blocks one after another, each with its
+ * threads (GPU_THREADS, 256, as on the device): a block whose threads never call
+ * __syncthreads runs them one by one; in a block that does, every thread is a fiber and
+ * __syncthreads a barrier — each waits until all of the block's threads have reached it, so
+ * the shared-memory reductions run every round of their trees. Between barriers the threads
+ * run in turn, in thread order in even blocks and in reverse in odd ones, so that a missing
+ * barrier shows as a wrong result whichever way the race goes; a barrier that only some
+ * threads reach stops the program. Streams and events are immediate. It checks what the real
+ * runtime would not show on the host: every pointer a kernel gets and every copy's direction
+ * must match the tracked allocations, and fresh device memory is filled with NaN bytes so
+ * that reads of unwritten memory show; host memory registered for the device is device memory
+ * at the same address. What it cannot check: warp-level behaviour, true parallel timing,
+ * launch limits beyond the block size, speed. Used by test_gpu_emu, test_gpu_train_emu,
+ * imgset_emu and test_emu (see the Makefile). */
 #ifndef IMGSET_EMU_CUDA_RUNTIME_H
 #define IMGSET_EMU_CUDA_RUNTIME_H
 
@@ -54,8 +61,13 @@ struct cudaDeviceProp {
 
 #define __global__
 #define __device__
-#define __shared__ static   /* one thread per block, blocks one after another */
-static inline void __syncthreads(void) {}
+/* One block runs at a time on a host thread, its threads (fibers) on that host thread: a
+ * static thread_local is shared by exactly the block's threads. */
+#define __shared__ static thread_local
+
+/* The barrier of a block's threads (see above). */
+void emu_syncthreads(void);
+static inline void __syncthreads(void) { emu_syncthreads(); }
 static inline float atomicAdd(float *p, float v)
 {
     float old = *p;
@@ -86,21 +98,30 @@ template <class T> static void emu_check_arg(T *p)
 }
 template <class T> static void emu_check_arg(const T &) {}
 
-/* kernel<<<blocks, 1>>>(args...): every block in turn. */
-template <class F, class... A> static void emu_launch(size_t blocks, F kernel, A... args)
+/* Run block `block` of the current launch: body(ctx) once per thread, threadIdx.x set. */
+void emu_run_block(unsigned block, unsigned threads, void (*body)(void *), void *ctx);
+
+/* Blocks that have run with barriers (their threads as fibers) since the program started. */
+unsigned long emu_barrier_blocks(void);
+
+/* kernel<<<blocks, threads>>>(args...): every block in turn, each with its threads. */
+template <class F, class... A>
+static void emu_launch(size_t blocks, unsigned threads, F kernel, A... args)
 {
-    if (blocks == 0 || blocks > 2147483647u) {
+    if (blocks == 0 || blocks > 2147483647u || threads == 0 || threads > 1024) {
         emu_last_error = cudaErrorInvalidConfiguration;
         return;
     }
     int checks[] = {0, (emu_check_arg(args), 0)...};
     (void)checks;
     gridDim.x = (unsigned)blocks;
-    blockDim.x = 1;
-    threadIdx.x = 0;
+    blockDim.x = threads;
+    auto thread_body = [&]() { kernel(args...); };
+    using Body = decltype(thread_body);
     for (size_t b = 0; b < blocks; b++) {
         blockIdx.x = (unsigned)b;
-        kernel(args...);
+        emu_run_block((unsigned)b, threads, [](void *p) { (*static_cast<Body *>(p))(); },
+                      &thread_body);
     }
 }
 

@@ -1,9 +1,13 @@
 /* emu.cpp — the host emulation of the CUDA runtime and cuBLAS declared in cuda_runtime.h and
- * cublas_v2.h (test/gpu/emu): tracked "device" allocations, immediate copies and streams,
- * wall-clock events, and cublasSgemm through OpenBLAS. */
+ * cublas_v2.h (test/gpu/emu): blocks of threads with __syncthreads as a barrier (fibers),
+ * tracked "device" allocations, immediate copies and streams, wall-clock events, and
+ * cublasSgemm through OpenBLAS. */
+#include <atomic>
 #include <cblas.h>
 #include <mutex>
+#include <sys/mman.h>
 #include <time.h>
+#include <ucontext.h>
 #include <vector>
 
 #include "cublas_v2.h"
@@ -11,6 +15,205 @@
 
 thread_local EmuDim blockIdx, threadIdx, blockDim, gridDim;
 thread_local int emu_last_error;
+
+namespace {
+
+/* A fiber's saved machine context and the switch between two of them. On x86-64 a few
+ * instructions (callee-saved registers and the FPU/SSE control words, as a function call
+ * keeps them): blocks with barriers switch millions of times per test run, and swapcontext's
+ * signal-mask system call made that ten times slower. Elsewhere, ucontext. */
+#if defined(__x86_64__)
+extern "C" void emu_context_switch(void **save_sp, void *load_sp);
+asm(R"(
+    .text
+    .globl emu_context_switch
+    .type emu_context_switch, @function
+emu_context_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_context_switch, .-emu_context_switch
+    .section .note.GNU-stack, "", @progbits
+    .text
+)");
+
+struct Context {
+    void *sp;
+};
+
+void context_switch(Context *save, Context *load) { emu_context_switch(&save->sp, load->sp); }
+
+/* A context that starts entry() on [stack, stack + size) at its first switch: the frame
+ * emu_context_switch pops (control words, six registers), then entry as its return address. */
+void context_make(Context *c, char *stack, size_t size, void (*entry)(void))
+{
+    void **sp = (void **)(((uintptr_t)(stack + size)) & ~(uintptr_t)15);
+    *--sp = nullptr;              /* entry's own return address: it never returns */
+    *--sp = (void *)entry;
+    for (int i = 0; i < 6; i++)   /* rbp, rbx, r12-r15 */
+        *--sp = nullptr;
+    uint32_t mxcsr;
+    uint16_t fpu;
+    asm volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(mxcsr), "=m"(fpu));
+    *--sp = (void *)((uint64_t)fpu << 32 | mxcsr);
+    c->sp = sp;
+}
+#else
+struct Context {
+    ucontext_t uc;
+};
+
+void context_switch(Context *save, Context *load) { swapcontext(&save->uc, &load->uc); }
+
+void context_make(Context *c, char *stack, size_t size, void (*entry)(void))
+{
+    getcontext(&c->uc);
+    c->uc.uc_stack.ss_sp = stack;
+    c->uc.uc_stack.ss_size = size;
+    c->uc.uc_link = nullptr;
+    makecontext(&c->uc, entry, 0);
+}
+#endif
+
+/* The threads of the block a host thread is running. A block starts with thread 0 alone on a
+ * fiber (the probe). If it ends without reaching __syncthreads, the block has no barrier and
+ * the other threads run as plain calls (a barrier one of them reaches then is an error: thread
+ * 0 did not reach it). If thread 0 reaches a barrier, every thread gets a fiber and the block
+ * runs in rounds: each round resumes every waiting thread until its next barrier or its end. */
+enum class ThreadState { waiting, done };
+enum class BlockMode { probe, plain, barriers };
+
+constexpr size_t fiber_stack_bytes = 256 << 10;
+
+struct Fiber {
+    Context context;
+    char *stack = nullptr;
+    ThreadState state = ThreadState::waiting;
+};
+
+struct BlockRun {
+    Context scheduler;
+    std::vector<Fiber> fibers;   /* grown to the largest block; stacks kept for reuse */
+    BlockMode mode = BlockMode::probe;
+    unsigned block = 0, current = 0;
+    void (*body)(void *) = nullptr;
+    void *ctx = nullptr;
+    ~BlockRun()
+    {
+        for (Fiber &f : fibers)
+            if (f.stack)
+                munmap(f.stack, fiber_stack_bytes);
+    }
+};
+
+thread_local BlockRun run;
+std::atomic<unsigned long> barrier_blocks{0};
+
+/* A fiber's entry: the thread run.current runs the kernel to its end, then hands back to the
+ * scheduler for good. */
+void fiber_main(void)
+{
+    unsigned t = run.current;
+    run.body(run.ctx);
+    run.fibers[t].state = ThreadState::done;
+    context_switch(&run.fibers[t].context, &run.scheduler);
+    emu_fail("a finished block thread was resumed");
+}
+
+/* Continue thread t where it waits (or start it): back here at its next barrier or end. */
+void resume(unsigned t)
+{
+    run.current = t;
+    threadIdx.x = t;
+    context_switch(&run.scheduler, &run.fibers[t].context);
+}
+
+/* Start thread t on a fiber: it runs until its first barrier or its end. */
+void start_fiber(unsigned t)
+{
+    Fiber &f = run.fibers[t];
+    if (!f.stack) {
+        void *p = mmap(nullptr, fiber_stack_bytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (p == MAP_FAILED)
+            emu_fail("cannot map a fiber stack");
+        f.stack = (char *)p;
+    }
+    f.state = ThreadState::waiting;
+    context_make(&f.context, f.stack, fiber_stack_bytes, fiber_main);
+    resume(t);
+}
+
+}  // namespace
+
+void emu_syncthreads(void)
+{
+    if (run.mode == BlockMode::plain) {
+        fprintf(stderr, "emu: block %u: thread %u reached __syncthreads, thread 0 did not\n",
+                run.block, threadIdx.x);
+        emu_fail("a __syncthreads that not every thread of the block reaches");
+    }
+    run.mode = BlockMode::barriers;
+    unsigned t = run.current;
+    run.fibers[t].state = ThreadState::waiting;
+    context_switch(&run.fibers[t].context, &run.scheduler);
+}
+
+void emu_run_block(unsigned block, unsigned threads, void (*body)(void *), void *ctx)
+{
+    if (run.fibers.size() < threads)
+        run.fibers.resize(threads);
+    run.block = block;
+    run.body = body;
+    run.ctx = ctx;
+    run.mode = BlockMode::probe;
+    start_fiber(0);
+    if (run.mode == BlockMode::probe) {   /* thread 0 ended without a barrier */
+        run.mode = BlockMode::plain;
+        for (unsigned t = 1; t < threads; t++) {
+            threadIdx.x = t;
+            body(ctx);
+        }
+        return;
+    }
+    barrier_blocks++;
+    for (unsigned t = 1; t < threads; t++)   /* the others up to their first barrier */
+        start_fiber(t);
+    for (;;) {
+        unsigned done = 0;
+        for (unsigned t = 0; t < threads; t++)
+            done += run.fibers[t].state == ThreadState::done;
+        if (done == threads)
+            return;
+        if (done) {
+            fprintf(stderr, "emu: block %u: %u of %u threads ended while the others wait at "
+                            "__syncthreads\n", block, done, threads);
+            emu_fail("a __syncthreads that not every thread of the block reaches");
+        }
+        for (unsigned k = 0; k < threads; k++)   /* even blocks in thread order, odd reversed */
+            resume(block % 2 ? threads - 1 - k : k);
+    }
+}
+
+unsigned long emu_barrier_blocks(void) { return barrier_blocks; }
 
 namespace {
 
