@@ -60,6 +60,37 @@ for cmd in gen import convert verify info; do
     ok "$cmd --help" bash -c "'$IMGSET' $cmd --help | grep -q usage"
 done
 
+# The progress bar: drawn on stderr when it is a terminal (a pseudo-terminal here), ending at
+# 100% and clearing its line; in a pipe, no bar and no control characters at all.
+ok "a progress bar on a terminal, none in a pipe" "$PYTHON" - "$IMGSET" "$SCRATCH" <<'EOF'
+import os, subprocess, sys
+imgset, scratch = sys.argv[1:3]
+def gen(name, stderr):
+    return subprocess.run([imgset, "gen", "--like", "cifar10", "--train", "3000", "--test", "10",
+                           "--out", "mmap:%s/%s" % (scratch, name)], stdout=subprocess.PIPE,
+                          stderr=stderr, timeout=300)
+main, child = os.openpty()
+p = gen("bar-tty", child)
+os.close(child)
+tty = b""
+while True:
+    try:
+        chunk = os.read(main, 65536)
+    except OSError:                      # EIO: the child end is closed and drained
+        break
+    if not chunk:
+        break
+    tty += chunk
+assert p.returncode == 0, p.returncode
+assert b"\r" in tty and b"] 100% 3010/3010" in tty, tty[-300:]
+assert tty.endswith(b"\r\x1b[K") or b"\r\x1b[K" in tty, "the line is not cleared"
+assert b"100%" not in p.stdout and b"\r" not in p.stdout, "the bar went to stdout"
+q = gen("bar-pipe", subprocess.PIPE)
+assert q.returncode == 0 and q.stderr == b"", q.stderr[-300:]
+report = b"gen: 3010 images, 9.2 MB into mmap:%s/" % scratch.encode()
+assert p.stdout.startswith(report) and q.stdout.startswith(report), (p.stdout, q.stdout)
+EOF
+
 # A full disk: a one-line error naming the file, nothing left behind (needs root for a
 # small tmpfs; skipped with the reason otherwise).
 mkdir -p "$SCRATCH/full"

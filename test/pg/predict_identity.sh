@@ -4,7 +4,8 @@
 # train a checkpoint, copy the set into PostgreSQL, push the model, then compare every test image's
 # class and logits from `imgset predict` (reading mmap:) with imgset_predict / imgset_forward
 # over the pg store, and `imgset predict --batch 16` with imgset_forward_batch over
-# imgset_batch_packed. Then a model replaced by another session is seen by the next statement.
+# imgset_batch_packed. A checkpoint trained on the GPU (or its host emulation) predicts the same
+# way. Then a model replaced by another session is seen by the next statement.
 # Prints TAP. Run by test/pg/run.sh with the PG* variables of its cluster (database
 # imgset_infer with the extension); needs $IMGSET and $WORK.
 set -u
@@ -112,6 +113,36 @@ done
 classes=$(sql -c "SELECT count(DISTINCT imgset.imgset_predict('m_cifar', img)) FROM imgset.id_cifar10_test" 2>&1)
 if [ "${classes:-0}" -ge 3 ] 2>/dev/null; then ok "the cifar model predicts $classes different classes"
 else not_ok "the cifar model predicts several classes (got: $classes)"; fi
+
+# A checkpoint trained on the GPU predicts in PostgreSQL as the CLI predicts with it, bit for
+# bit. On a machine without a GPU the training runs on the host emulation of CUDA
+# (build/imgset_emu, see test/gpu/README.md), and its lines say so.
+EMU=$(dirname "$IMGSET")/imgset_emu
+if nvidia-smi >/dev/null 2>&1 && "$IMGSET" train --help | grep -q cuda; then
+    GPU_IMGSET=$IMGSET gpu_tag="[on a GPU]"
+elif [ -x "$EMU" ]; then
+    GPU_IMGSET=$EMU gpu_tag="[host emulation, not a GPU]"
+else
+    GPU_IMGSET= gpu_tag=
+fi
+gpu_tests=("train on the GPU, --save a checkpoint" "convert into postgresql, model push"
+           "imgset predict with the GPU-trained checkpoint"
+           "the GPU-trained model: imgset_predict / imgset_forward = imgset predict, bit for bit")
+if [ -z "$GPU_IMGSET" ]; then
+    for what in "${gpu_tests[@]}"; do
+        n=$((n + 1)); echo "ok $n - $what # SKIP no GPU and no build/imgset_emu (a build without CUDA)"
+    done
+else
+    A="mmap:$WORK/identity-gpu" CK="$WORK/identity-gpu.safetensors"
+    "$IMGSET" gen --like cifar10 --train 256 --test 64 --seed 9 --out "$A" >/dev/null
+    t "$gpu_tag ${gpu_tests[0]}" "$GPU_IMGSET" train "$A" --device cuda --model cnn-small --epochs 1 \
+        --batch 32 --seed 3 --save "$CK"
+    t "$gpu_tag ${gpu_tests[1]}" bash -c "'$IMGSET' convert '$A' '$DB&dataset=id_gpu' &&
+        '$IMGSET' model push '$CK' --db '$CONN' --name m_gpu"
+    t "$gpu_tag ${gpu_tests[2]}" "$IMGSET" predict "$CK" "$A" --json "$WORK/pg.json"
+    got=$(compare "$WORK/pg.json" imgset.id_gpu_test m_gpu 2>&1)
+    is "$got" "64|64|64" "$gpu_tag ${gpu_tests[3]} (64 images)"
+fi
 
 # A model replaced by another session is used by the next statement of a session that had it
 # cached. Session 1 caches m_cifar, signals, waits until the version changes, predicts again.

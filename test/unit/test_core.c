@@ -12,20 +12,25 @@
 #include "store.h"
 #include "tap.h"
 
-/* A fake read-only store: split s image i is 2x3x1 with pixel value (i + s * 7 + k) & 255. */
+/* A fake read-only store: split s image i is 2x3x1 with pixel value (i + s * 7 + k) & 255,
+ * label i % 3, classes "a", "b", "c". The variations change one thing each. */
 typedef struct Fake {
     int64_t count[SPLIT_COUNT];
-    int bad_label_at;   /* index whose label is out of range, or -1 */
+    int bad_label_at;        /* index whose label is out of range, or -1 */
+    int relabel_at;          /* index > 0 whose label is (i + 1) % 3 instead; 0: none */
+    int transpose_at;        /* index > 0 whose shape is 3x2x1 (the same pixels); 0: none */
+    const char *class_b;     /* the name of class 1 instead of "b" (NULL: "b") */
+    const char *name;        /* the data set's name instead of "fake" (NULL: "fake") */
 } Fake;
 
 static Fake fake_config;
 
 static int fake_open(Store *s, const char *location)
 {
-    static const char *const names[] = {"a", "b", "c"};
+    const char *const names[] = {"a", fake_config.class_b ? fake_config.class_b : "b", "c"};
     if (strcmp(location, "fail") == 0)
         return imgset_fail("fake: cannot open %s", location);
-    dataset_info_set_name(&s->info, "fake");
+    dataset_info_set_name(&s->info, fake_config.name ? fake_config.name : "fake");
     if (dataset_info_set_classes(&s->info, 3, names) < 0)
         return -1;
     for (int i = 0; i < SPLIT_COUNT; i++) {
@@ -38,10 +43,13 @@ static int fake_open(Store *s, const char *location)
 static int fake_read(Store *s, int split, int64_t index, uint8_t *dst, size_t capacity,
                      ImageShape *shape, int32_t *label)
 {
-    *shape = (ImageShape){2, 3, 1};
+    int transposed = fake_config.transpose_at > 0 && index == fake_config.transpose_at;
+    *shape = transposed ? (ImageShape){3, 2, 1} : (ImageShape){2, 3, 1};
     for (int k = 0; k < 6; k++)
         dst[k] = (uint8_t)(index + split * 7 + k);
     *label = index == fake_config.bad_label_at ? 99 : (int32_t)(index % 3);
+    if (fake_config.relabel_at > 0 && index == fake_config.relabel_at)
+        *label = (int32_t)((index + 1) % 3);
     return 0;
 }
 
@@ -66,7 +74,7 @@ static void test_uris(void)
 
 static void test_checked_reads(void)
 {
-    fake_config = (Fake){{5, 2}, -1};
+    fake_config = (Fake){.count = {5, 2}, .bad_label_at = -1};
     Store *s = store_open_with(&fake_ops, "fake", "x", NULL);
     if (!ok(s != NULL, "fake store opens"))
         return;
@@ -85,7 +93,7 @@ static void test_checked_reads(void)
        "a buffer too small for the image is an error");
     store_close(s);
 
-    fake_config = (Fake){{5, 2}, 3};
+    fake_config = (Fake){.count = {5, 2}, .bad_label_at = 3};
     s = store_open_with(&fake_ops, "fake", "x", NULL);
     ok(store_read_image(s, SPLIT_TRAIN, 3, buf, sizeof buf, &shape, &label) < 0 &&
            strstr(imgset_error(), "label 99"),
@@ -129,13 +137,20 @@ static void test_permutation(void)
         same &= permutation_at(&a, i) == permutation_at(&b, i);
         differs += permutation_at(&a, i) != permutation_at(&c, i);
     }
+    Permutation d;
+    permutation_init(&d, 1000, 43, 0);
+    int seed_differs = 0;
+    for (uint64_t i = 0; i < 1000; i++)
+        seed_differs += permutation_at(&a, i) != permutation_at(&d, i);
     ok(same, "the same (seed, epoch) gives the same order");
     ok(differs > 900, "another epoch gives another order (%d of 1000 positions differ)", differs);
+    ok(seed_differs > 900, "another seed gives another order (%d of 1000 positions differ)",
+       seed_differs);
 }
 
 static void test_digest(void)
 {
-    fake_config = (Fake){{50, 10}, -1};
+    fake_config = (Fake){.count = {50, 10}, .bad_label_at = -1};
     Store *s = store_open_with(&fake_ops, "fake", "x", NULL);
     SplitDigest d1, d2, t;
     ok(digest_split(s, SPLIT_TRAIN, &d1, NULL, NULL) == 0 && strlen(d1.hex) == 32 &&
@@ -146,11 +161,26 @@ static void test_digest(void)
        "train and test digests differ");
     store_close(s);
 
-    fake_config = (Fake){{49, 10}, -1};
-    s = store_open_with(&fake_ops, "fake", "x", NULL);
-    ok(digest_split(s, SPLIT_TRAIN, &d2, NULL, NULL) == 0 && strcmp(d1.hex, d2.hex) != 0,
-       "one image fewer changes the digest");
-    store_close(s);
+    /* One thing changed at a time: the digest changes, except for the data set's name. */
+    static const struct {
+        Fake config;
+        int changes;
+        const char *what;
+    } variants[] = {
+        {{.count = {49, 10}, .bad_label_at = -1}, 1, "one image fewer"},
+        {{.count = {50, 10}, .bad_label_at = -1, .relabel_at = 17}, 1, "one label (image 17)"},
+        {{.count = {50, 10}, .bad_label_at = -1, .class_b = "B"}, 1, "one class name (\"b\" -> \"B\")"},
+        {{.count = {50, 10}, .bad_label_at = -1, .transpose_at = 23}, 1, "one shape (image 23 3x2 for 2x3, same bytes)"},
+        {{.count = {50, 10}, .bad_label_at = -1, .name = "other"}, 0, "the data set's name"},
+    };
+    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+        fake_config = variants[v].config;
+        s = store_open_with(&fake_ops, "fake", "x", NULL);
+        ok(s && digest_split(s, SPLIT_TRAIN, &d2, NULL, NULL) == 0 &&
+               (strcmp(d1.hex, d2.hex) != 0) == variants[v].changes,
+           "%s %s the digest", variants[v].what, variants[v].changes ? "changes" : "leaves");
+        store_close(s);
+    }
 }
 
 static void test_sizes(void)

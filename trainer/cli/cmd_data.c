@@ -249,6 +249,10 @@ int cmd_import(int argc, char **argv)
     else if (strcmp(pos[0], "imagefolder") == 0 && npos == 2)
         src = imagefolder_open(pos[1], heldout, seed);
     else {
+        int known = strcmp(pos[0], "cifar10") == 0 || strcmp(pos[0], "idx") == 0 ||
+                    strcmp(pos[0], "imagefolder") == 0;
+        fprintf(stderr, known ? "imgset import %s: wrong number of paths\n"
+                              : "imgset import: unknown format \"%s\"\n", pos[0]);
         import_usage(stderr);
         return 2;
     }
