@@ -34,7 +34,7 @@ for number, line in enumerate(open(sys.argv[1]), 1):
         entry = {"name": name, "file": path, "tests": " ".join(tests), "at": number}
     elif entry and re.match(r"-\d* ", text) and "from" not in entry:
         occurrence, _, rest = text[1:].partition(" ")
-        entry["occurrence"], entry["from"] = int(occurrence or 1), rest.strip()
+        entry["occurrence"], entry["from"] = int(occurrence or 0), rest.strip()
     elif entry and text.startswith("+ ") and "from" in entry:
         entry["to"] = text[2:].strip()
         print("\t".join([entry["name"], entry["file"], str(entry["occurrence"]), entry["from"],
@@ -44,19 +44,20 @@ for number, line in enumerate(open(sys.argv[1]), 1):
         sys.exit("%s:%d: expected '@ NAME FILE TEST...', '- TEXT' or '+ TEXT'" % (sys.argv[1], number))
 EOF
 
-# apply FILE OCCURRENCE FROM TO — replace the OCCURRENCE-th FROM in FILE; 1 when it is not there.
+# apply FILE OCCURRENCE FROM TO — replace the OCCURRENCE-th FROM in FILE (0: the only one);
+# 1 when it is not there, or (OCCURRENCE 0) when it is there more than once.
 apply() {
     "$PYTHON" - "$@" <<'EOF'
 import sys
 path, occurrence, old, new = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 text = open(path).read()
+if occurrence == 0 and text.count(old) != 1:
+    sys.exit(1)
 at = -1
-for _ in range(occurrence):
+for _ in range(max(occurrence, 1)):
     at = text.find(old, at + 1)
     if at < 0:
         sys.exit(1)
-if occurrence == 1 and text.count(old) != 1:
-    sys.exit(1)                           # ambiguous: say which occurrence
 open(path, "w").write(text[:at] + new + text[at + len(old):])
 EOF
 }

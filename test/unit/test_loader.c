@@ -294,7 +294,7 @@ static void test_loader(void)
                   thread_count() == threads_before + 3;
     tap_deadline(60, "closing mid-epoch");
     loader_close(l);
-    tap_deadline(600, "test_loader");
+    tap_deadline(120, "test_loader");
     ok(running && thread_count() == threads_before,
        "closing mid-epoch returns and joins its 3 workers (%d threads, %d before the loader)",
        thread_count(), threads_before);
@@ -354,7 +354,7 @@ int main(void)
 {
     if (!mkdtemp(scratch))
         return perror("mkdtemp"), 1;
-    tap_deadline(600, "test_loader");   /* a loader that hangs fails instead of stalling */
+    tap_deadline(120, "test_loader");   /* a loader that hangs fails instead of stalling */
     test_sharding();
     test_transforms();
     test_loader();
