@@ -120,6 +120,10 @@ else
     done
 fi
 
+# 4b. What the module exports into the backend.
+PSQL="$BINDIR/psql -d imgset_tap" SO=extension/pg_imgset.so bash test/pg/exports.sh >"$WORK/tap.out" 2>&1
+relay exports <"$WORK/tap.out"
+
 # 5. The C tests of test/pg (built by the Makefile with tap.h and the library): the wire/fuzz
 # test and the postgresql:// store test. Not built is a failure, never a skip.
 psql_q -d postgres -c "CREATE DATABASE imgset_store" &&
