@@ -164,8 +164,10 @@ ImgTensor *
 ImgTensorCreate(int dtype, int32 height, int32 width, int32 channels)
 {
 	Size		bytes = ImgTensorCheckShape("imgtensor", dtype, height, width, channels);
-	ImgTensor  *t = (ImgTensor *) palloc0(IMGTENSOR_SIZE(bytes));
+	/* Not zeroed: a 1 GB memset could not be interrupted, and every caller writes all of it. */
+	ImgTensor  *t = (ImgTensor *) palloc_extended(IMGTENSOR_SIZE(bytes), 0);
 
+	memset(t, 0, IMGTENSOR_HEADER_SIZE);
 	SET_VARSIZE(t, IMGTENSOR_SIZE(bytes));
 	t->magic = IMGTENSOR_MAGIC;
 	t->version = IMGTENSOR_VERSION;

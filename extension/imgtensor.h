@@ -87,7 +87,8 @@ extern const char *ImgTensorCodecName(int codec);
 extern Size ImgTensorCheckShape(const char *what, int dtype, int64 height, int64 width,
 								int64 channels);
 
-/* A new zeroed uncompressed value with the header filled in (shape already checked). */
+/* A new uncompressed value with the header filled in (shape already checked); the payload is
+ * not initialised: the caller writes every byte of it. */
 extern ImgTensor *ImgTensorCreate(int dtype, int32 height, int32 width, int32 channels);
 
 /* The value with its payload decompressed: t itself when it is not compressed, otherwise a
