@@ -42,9 +42,17 @@ COMMENT ON COLUMN datasets.owner IS
 
 -- 0.1 asked creators for INSERT on the catalogue and CREATE on this schema; 0.2 needs neither,
 -- and either would let a creator forge catalogue rows or plant look-alike functions here.
+-- A REVOKE run by an extension script records the grants left as the extension's own
+-- (pg_init_privs), which pg_dump would then leave out (a reader's SELECT, say): the records of
+-- these three objects are put back as they were.
 DO $$
 DECLARE
     r record;
+    objects CONSTANT pg_catalog.pg_init_privs[] := ARRAY(
+        SELECT p FROM pg_catalog.pg_init_privs p
+        WHERE (p.objoid, p.classoid) IN (('@extschema@.datasets'::regclass, 'pg_class'::regclass),
+                                         ('@extschema@.splits'::regclass, 'pg_class'::regclass),
+                                         ('@extschema@'::regnamespace, 'pg_namespace'::regclass)));
 BEGIN
     FOR r IN
         SELECT c.oid::regclass AS rel, a.grantee
@@ -68,6 +76,11 @@ BEGIN
         EXECUTE format('REVOKE CREATE ON SCHEMA %I FROM %s CASCADE', '@extschema@',
                        CASE r.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(r.grantee::regrole::text) END);
     END LOOP;
+    DELETE FROM pg_catalog.pg_init_privs p
+    WHERE (p.objoid, p.classoid) IN (('@extschema@.datasets'::regclass, 'pg_class'::regclass),
+                                     ('@extschema@.splits'::regclass, 'pg_class'::regclass),
+                                     ('@extschema@'::regnamespace, 'pg_namespace'::regclass));
+    INSERT INTO pg_catalog.pg_init_privs SELECT * FROM unnest(objects);
 END
 $$;
 

@@ -177,6 +177,13 @@ status=$?
 relay identity <"$WORK/tap.out"
 [ "$status" -eq 0 ] || tap_fail "predict_identity.sh exited with $status"
 
+# 7b. The extension across versions and dumps: 0.1 updated to 0.2, pg_dump / pg_restore, and a
+# database that is not UTF-8.
+BINDIR=$BINDIR WORK=$WORK bash test/pg/upgrade_dump.sh >"$WORK/tap.out" 2>&1
+status=$?
+relay upgrade <"$WORK/tap.out"
+[ "$status" -eq 0 ] || tap_fail "upgrade_dump.sh exited with $status"
+
 # 8. The server survived everything.
 if "$BINDIR/psql" -X -Atc "SELECT 1" -d postgres >/dev/null 2>&1 &&
         ! grep -qE "terminated by signal|PANIC|was terminated" "$CLUSTER/server.log"; then
