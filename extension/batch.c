@@ -3,7 +3,9 @@
  * client's permutation (loaders/permute.c), read by direct index lookups on the split. */
 #include "postgres.h"
 
+#ifdef __GLIBC__
 #include <malloc.h>
+#endif
 
 #include "access/genam.h"
 #include "access/heapam.h"
@@ -44,14 +46,10 @@
 /* Bytes of TIDs the per-backend cache keeps, over all splits (imgset.tid_cache_size, kB). */
 static int	tid_cache_size_kb = 48 * 1024;
 
-/*
- * The module's settings, when a backend loads it; and: keep freed memory in the process. A
- * batch is one large palloc (a 256-image cifar10 batch is 0.8 MB; its send buffer as much
- * again), which glibc serves with mmap and hands back to the kernel on free, so every call
- * page-faults its result in afresh — measured here, that halves the throughput of shuffled
- * batches. With the mmap threshold at glibc's own upper bound (32 MB) and a trim threshold of
- * 256 MB, such blocks are reused from the heap; larger ones still come and go with mmap.
- */
+/* imgset.keep_batch_memory: backends that build batches keep freed memory (KeepBatchMemory). */
+static bool keep_batch_memory = true;
+
+/* The module's settings for batches (called by _PG_init). */
 void
 ImgsetBatchInit(void)
 {
@@ -61,9 +59,35 @@ ImgsetBatchInit(void)
 							"this much, the least recently used split's are dropped.",
 							&tid_cache_size_kb, 48 * 1024, 0, MAX_KILOBYTES, PGC_SUSET,
 							GUC_UNIT_KB, NULL, NULL, NULL);
-#ifdef M_MMAP_THRESHOLD
+	DefineCustomBoolVariable("imgset.keep_batch_memory",
+							 "Lets a backend that builds batches keep freed memory for reuse.",
+							 "With glibc, the first batch a backend builds raises its allocator's "
+							 "mmap threshold to 32 MB and trim threshold to 256 MB, for the rest "
+							 "of its life.",
+							 &keep_batch_memory, true, PGC_SUSET, 0, NULL, NULL, NULL);
+}
+
+/*
+ * Before a backend's first batch: keep freed memory in the process. A batch is one large
+ * palloc (a 256-image cifar10 batch is 0.8 MB), and sending it costs two more of its size
+ * (bytea's send copy and the row's buffer); glibc serves each with mmap and unmaps it on free,
+ * so every call page-faults its memory in afresh. With the mmap threshold at glibc's own upper
+ * bound (32 MB) and a trim threshold of 256 MB such blocks are reused from the heap; larger
+ * ones still come and go with mmap. This changes the allocator of the whole process, so it
+ * is done only in backends that build batches, and only while imgset.keep_batch_memory is on
+ * (the README has the numbers: nothing narrower kept the speed).
+ */
+static void
+KeepBatchMemory(void)
+{
+#if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD)
+	static bool done = false;
+
+	if (done || !keep_batch_memory)
+		return;
 	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
 	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+	done = true;
 #endif
 }
 
@@ -811,6 +835,7 @@ ReadBatch(FunctionCallInfo fcinfo, Oid relid, const int64 *ids, int n, int32 th,
 	SplitReader r;
 	BatchBuilder b;
 
+	KeepBatchMemory();
 	SplitOpen(&r, relid, ImgTensorTypeOid(fcinfo));
 	BatchStart(&b, n, packed);
 	for (int i = 0; i < n; i++)
