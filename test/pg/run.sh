@@ -192,4 +192,12 @@ else
     tap_fail "the server is up and no backend crashed"
     grep -E "terminated|PANIC" "$CLUSTER/server.log" | head -10 | sed 's/^/# /'
 fi
+
+# 9. Faults, on a cluster of their own: the server killed during training, a disk that fills,
+# clients that go away, cancel and shutdown during a forward pass.
+mkdir -p "$WORK/faults"
+IMGSET=$IMGSET BINDIR=$BINDIR WORK=$WORK/faults bash test/pg/faults.sh >"$WORK/tap.out" 2>&1
+status=$?
+relay faults <"$WORK/tap.out"
+[ "$status" -eq 0 ] || tap_fail "faults.sh exited with $status"
 finish
