@@ -16,14 +16,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-N=0
-ok() { N=$((N + 1)); echo "ok $N - $*"; }
-fail() { N=$((N + 1)); echo "not ok $N - $*"; }
-# check DESCRIPTION COMMAND... — a test line for a command's status; its output on failure.
-check() {
-    local what=$1; shift
-    if "$@" >"$WORK/out" 2>&1; then ok "$what"; else fail "$what"; sed 's/^/# /' "$WORK/out" | tail -15; fi
-}
+. test/pg/tap.sh
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 as_owner() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 psql_q() { "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
@@ -37,7 +30,7 @@ cleanup() {
     [ -n "$CLUSTER" ] && "$ROOT/test/pgcluster.sh" stop "$CLUSTER" >/dev/null 2>&1
 }
 trap cleanup EXIT
-CLUSTER=$(test/pgcluster.sh start) || { fail "a cluster for the faults starts"; echo "1..$N"; exit 1; }
+CLUSTER=$(test/pgcluster.sh start) || { not_ok "a cluster for the faults starts"; echo "1..$n"; exit 1; }
 eval "$(test/pgcluster.sh env "$CLUSTER")"
 PG_CTL() { as_owner "$IMGSET_PG_BINDIR/pg_ctl" -D "$CLUSTER/data" "$@"; }
 psql_q -c "CREATE EXTENSION pg_imgset"
@@ -48,9 +41,9 @@ cd "$WORK"
 # 1. The server killed during training.
 "$IMGSET" gen --like cifar10 --train 3000 --test 300 --seed 5 --out mmap:c >/dev/null
 URI="postgresql:///postgres?host=$PGHOST&port=$PGPORT&dataset=c"
-check "a data set in the server" "$IMGSET" convert mmap:c "$URI"
+t "a data set in the server" "$IMGSET" convert mmap:c "$URI"
 common=(--epochs 3 --batch 64 --threads 2 --workers 1 --seed 3)
-check "an uninterrupted training run from postgresql://" "$IMGSET" train "$URI" "${common[@]}" --save full.ckpt
+t "an uninterrupted training run from postgresql://" "$IMGSET" train "$URI" "${common[@]}" --save full.ckpt
 ("$IMGSET" train "$URI" "${common[@]}" --save part.ckpt >part.out 2>part.err; echo $? >part.status) &
 for _ in $(seq 1 1200); do [ -f part.ckpt ] && break; sleep 0.05; done
 sleep 0.3   # into the next epoch
@@ -61,15 +54,15 @@ if [ -f kept.ckpt ] && [ "$(cat part.status)" != 0 ] && [ "$(wc -l <part.err)" -
         grep -q "server closed the connection unexpectedly (the server said: terminating connection due to immediate shutdown command)" part.err; then
     ok "the server killed after the first epoch's checkpoint: the trainer stops with one line naming the lost connection"
 else
-    fail "the server killed after the first epoch's checkpoint: the trainer stops with one line naming the lost connection"
+    not_ok "the server killed after the first epoch's checkpoint: the trainer stops with one line naming the lost connection"
     echo "# status $(cat part.status 2>/dev/null); stderr:"; sed 's/^/#   /' part.err
 fi
 echo "# $(cat part.err)"
-check "the server restarts" PG_CTL -l "$CLUSTER/server.log" -w start
-check "the last checkpoint is intact (the client's and the server's parsers take it)" \
+t "the server restarts" PG_CTL -l "$CLUSTER/server.log" -w start
+t "the last checkpoint is intact (the client's and the server's parsers take it)" \
     "$IMGSET" model push part.ckpt --db "host=$PGHOST port=$PGPORT dbname=postgres" --name kept
-check "--resume from it" "$IMGSET" train "$URI" "${common[@]}" --save part.ckpt --resume part.ckpt
-check "ends with the uninterrupted run's weights, byte for byte" cmp full.ckpt part.ckpt
+t "--resume from it" "$IMGSET" train "$URI" "${common[@]}" --save part.ckpt --resume part.ckpt
+t "ends with the uninterrupted run's weights, byte for byte" cmp full.ckpt part.ckpt
 before=$(started_at)
 
 # 2. A disk that fills during a convert.
@@ -104,16 +97,16 @@ if [ "$status" -ne 0 ] && [ "$(wc -l <convert.err)" -eq 1 ] &&
         grep -qE "No space left on device|File too large" convert.err; then
     ok "a 37 MB convert into $how fails with one line saying why"
 else
-    fail "a 37 MB convert into $how fails with one line saying why"; echo "# status $status"; sed 's/^/#   /' convert.err
+    not_ok "a 37 MB convert into $how fails with one line saying why"; echo "# status $status"; sed 's/^/#   /' convert.err
 fi
 echo "# $(cat convert.err)"
 [ "$(fillq "SELECT count(*) FROM imgset.datasets WHERE name = 'fill'")|$(fillq "SELECT to_regclass('imgset.fill_train') IS NULL")" = "0|t" ] &&
     ok "nothing of it is visible: no catalogue row, no table" ||
-    fail "nothing of it is visible: no catalogue row, no table"
+    not_ok "nothing of it is visible: no catalogue row, no table"
 [ "$(fillq "SELECT pg_postmaster_start_time()")" = "$fill_started" ] &&
-    ok "the server stayed up (not restarted)" || fail "the server stayed up (not restarted)"
+    ok "the server stayed up (not restarted)" || not_ok "the server stayed up (not restarted)"
 "$IMGSET" gen --like cifar10 --train 300 --test 30 --seed 7 --out mmap:small >/dev/null
-check "the space came back: a small convert there works" "$IMGSET" convert mmap:small "$FILLURI"
+t "the space came back: a small convert there works" "$IMGSET" convert mmap:small "$FILLURI"
 if [ -n "${FILLCLUSTER:-}" ]; then
     "$ROOT/test/pgcluster.sh" stop "$FILLCLUSTER" >/dev/null 2>&1
     FILLCLUSTER=
@@ -151,7 +144,7 @@ killed_at=$(ms)
 if [ -n "$pid" ] && gone_within "$pid" 10; then
     ok "a client killed while the server computes a 236 MB batch: its backend ends within $(( $(ms) - killed_at )) ms (client_connection_check_interval = 100ms)"
 else
-    fail "a client killed while the server computes a 236 MB batch: its backend ends"
+    not_ok "a client killed while the server computes a 236 MB batch: its backend ends"
 fi
 PGAPPNAME=fault_pipe "$BINDIR/psql" -X -Atc "COPY ($BIG) TO STDOUT (FORMAT binary)" 2>/dev/null | head -c 1000000 >/dev/null &
 pid=$(backend_of fault_pipe)
@@ -159,13 +152,13 @@ wait
 if [ -n "$pid" ] && gone_within "$pid" 60; then
     ok "a client gone after the first MB of that batch: its backend ends"
 else
-    fail "a client gone after the first MB of that batch: its backend ends"
+    not_ok "a client gone after the first MB of that batch: its backend ends"
 fi
 grep -qE "could not send data to client|connection to client lost" "$CLUSTER/server.log" &&
-    ok "the server log says the client went away" || fail "the server log says the client went away"
+    ok "the server log says the client went away" || not_ok "the server log says the client went away"
 [ "$(started_at)" = "$before" ] && ! grep -qE "terminated by signal|PANIC" "$CLUSTER/server.log" &&
     ok "no backend crashed, the server was not restarted" ||
-    { fail "no backend crashed, the server was not restarted"; grep -E "terminated by signal|PANIC" "$CLUSTER/server.log" | head -3 | sed 's/^/# /'; }
+    { not_ok "no backend crashed, the server was not restarted"; grep -E "terminated by signal|PANIC" "$CLUSTER/server.log" | head -3 | sed 's/^/# /'; }
 
 # 4. Cancel and shutdown during one 1,024-image group of cnn-small at 96x96.
 psql_q >/dev/null <<EOF
@@ -190,7 +183,7 @@ took=$(( $(ms) - t0 ))
 if grep -q "canceling statement due to user request" cancel.err && [ "$took" -lt "$bound" ]; then
     ok "pg_cancel_backend from another client stops the group (${full} ms in all) in $took ms"
 else
-    fail "pg_cancel_backend from another client stops the group (${full} ms in all) within $bound ms: $took ms"
+    not_ok "pg_cancel_backend from another client stops the group (${full} ms in all) within $bound ms: $took ms"
     sed 's/^/#   /' cancel.err
 fi
 PGAPPNAME=fault_shutdown "$BINDIR/psql" -X -Atc "$GROUP" >shutdown.out 2>shutdown.err &
@@ -204,7 +197,8 @@ wait $client
 if grep -q "terminating connection due to administrator command" shutdown.err && [ "$took" -lt "$bound" ]; then
     ok "a fast shutdown during the group completes in $took ms"
 else
-    fail "a fast shutdown during the group completes within $bound ms: $took ms"
+    not_ok "a fast shutdown during the group completes within $bound ms: $took ms"
     sed 's/^/#   /' shutdown.err
 fi
-echo "1..$N"
+echo "1..$n"
+[ "$failed" -eq 0 ]

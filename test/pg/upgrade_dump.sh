@@ -13,18 +13,7 @@
 # Env: BINDIR (psql, pg_dump, pg_restore), PGHOST/PGPORT/PGUSER of the cluster, WORK (scratch).
 set -u
 cd "$(dirname "$0")/../.."
-N=0
-ok() { N=$((N + 1)); echo "ok $N - $*"; }
-fail() { N=$((N + 1)); echo "not ok $N - $*"; }
-# check DESCRIPTION COMMAND... — a test line for a command's status; its output on failure.
-check() {
-    local what=$1; shift
-    if "$@" >"$WORK/out" 2>&1; then ok "$what"; else fail "$what"; sed 's/^/# /' "$WORK/out" | tail -15; fi
-}
-# same DESCRIPTION A B — a test line for two values being equal.
-same() {
-    if [ "$2" = "$3" ] && [ -n "$2" ]; then ok "$1"; else fail "$1"; echo "#   got:      $3"; echo "#   expected: $2"; fi
-}
+. test/pg/tap.sh
 psql_db() { local db=$1; shift; "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 value() { psql_db "$1" -Atc "$2"; }
 
@@ -80,7 +69,7 @@ psql_db postgres -c "DROP DATABASE IF EXISTS imgset_up" -c "DROP DATABASE IF EXI
     -c "CREATE DATABASE imgset_up" -c "CREATE DATABASE imgset_fresh" -c "CREATE DATABASE imgset_restored"
 
 # 1. 0.1, as its README set it up.
-check "0.1 installs, with a data set made by a creator with 0.1's rights, a model and a planted catalogue row" \
+t "0.1 installs, with a data set made by a creator with 0.1's rights, a model and a planted catalogue row" \
 psql_db imgset_up <<EOF
 CREATE EXTENSION pg_imgset VERSION '0.1';
 \i test/pg/checkpoint.psql
@@ -107,10 +96,10 @@ EOF
 same "0.1's test images are stored compressed" "zlib,lz4,none" \
     "$(value imgset_up "SELECT string_agg(imgset.codec(img), ',' ORDER BY id) FROM imgset.up_test")"
 before=$(value imgset_up "$DIGESTS")
-check "ALTER EXTENSION pg_imgset UPDATE takes 0.1 to 0.2" \
+t "ALTER EXTENSION pg_imgset UPDATE takes 0.1 to 0.2" \
     psql_db imgset_up -c "ALTER EXTENSION pg_imgset UPDATE" -c "SELECT 1 FROM pg_extension WHERE extversion = '0.2'"
-grep -q "split train of data set \"planted\" named table public.payroll.*no longer registered" "$WORK/out" &&
-    ok "the update warns about the planted split row" || { fail "the update warns about the planted split row"; sed 's/^/# /' "$WORK/out"; }
+grep -q "split train of data set \"planted\" named table public.payroll.*no longer registered" "$WORK/t.out" &&
+    ok "the update warns about the planted split row" || { not_ok "the update warns about the planted split row"; sed 's/^/# /' "$WORK/t.out"; }
 same "after the update: the same images, batches, model and predictions" "$before" "$(value imgset_up "$DIGESTS")"
 same "the data set's owner is the role that made its tables" "${R}_creator" \
     "$(value imgset_up "SELECT owner FROM imgset.datasets WHERE name = 'up'")"
@@ -126,13 +115,13 @@ value imgset_up "$CATALOGUE" >"$WORK/updated.catalogue"
 if [ "$(wc -l <"$WORK/fresh.catalogue")" -gt 100 ] && cmp -s "$WORK/fresh.catalogue" "$WORK/updated.catalogue"; then
     ok "the updated catalogue equals a fresh 0.2's ($(wc -l <"$WORK/fresh.catalogue") lines: objects, comments, definitions, columns, constraints, the extension's privileges)"
 else
-    fail "the updated catalogue equals a fresh 0.2's"
+    not_ok "the updated catalogue equals a fresh 0.2's"
     diff "$WORK/fresh.catalogue" "$WORK/updated.catalogue" | head -20 | sed 's/^/# /'
 fi
 
 # 2. pg_dump and pg_restore.
-check "pg_dump -Fc of the updated database" "$BINDIR/pg_dump" -Fc -f "$WORK/up.dump" -d imgset_up
-check "pg_restore into a new database" "$BINDIR/pg_restore" -d imgset_restored "$WORK/up.dump"
+t "pg_dump -Fc of the updated database" "$BINDIR/pg_dump" -Fc -f "$WORK/up.dump" -d imgset_up
+t "pg_restore into a new database" "$BINDIR/pg_restore" -d imgset_restored "$WORK/up.dump"
 same "restored: the same images, batches, model and predictions" "$before" "$(value imgset_restored "$DIGESTS")"
 same "restored: compressed images come back uncompressed (text dump), pixels the same" "none,none,none" \
     "$(value imgset_restored "SELECT string_agg(imgset.codec(img), ',' ORDER BY id) FROM imgset.up_test")"
@@ -143,7 +132,7 @@ same "updated and restored: a reader keeps USAGE on schema imgset and SELECT on 
     "$(for db in imgset_up imgset_restored; do value $db "SELECT has_schema_privilege('${R}_reader', 'imgset', 'USAGE'),
         has_table_privilege('${R}_reader', 'imgset.datasets', 'SELECT'), has_table_privilege('${R}_reader', 'imgset.splits', 'SELECT')"; done |
        tr '|\n' '  ' | sed 's/ $//')"
-check "restored: the owner drops its data set by the tables' new OIDs" \
+t "restored: the owner drops its data set by the tables' new OIDs" \
     psql_db imgset_restored -c "SET ROLE ${R}_creator" -c "SELECT imgset.drop_dataset('up')" \
         -c "SELECT 1/(to_regclass('imgset.up_train') IS NULL AND to_regclass('imgset.up_test') IS NULL)::int"
 
@@ -159,9 +148,10 @@ EOF
 )
 case $detail in
 *'\xc3\xa9'*) ok "LATIN1 database: a tensor named é in a checkpoint's message is written \\xc3\\xa9" ;;
-*) fail "LATIN1 database: a tensor named é in a checkpoint's message is written \\xc3\\xa9"; echo "$detail" | sed 's/^/# /' | tail -5 ;;
+*) not_ok "LATIN1 database: a tensor named é in a checkpoint's message is written \\xc3\\xa9"; echo "$detail" | sed 's/^/# /' | tail -5 ;;
 esac
 
 psql_db postgres -c "DROP DATABASE imgset_up" -c "DROP DATABASE imgset_fresh" -c "DROP DATABASE imgset_restored" \
     -c "DROP DATABASE imgset_latin1" -c "DROP ROLE ${R}_creator" -c "DROP ROLE ${R}_reader" >/dev/null
-echo "1..$N"
+echo "1..$n"
+[ "$failed" -eq 0 ]
