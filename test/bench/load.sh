@@ -62,7 +62,7 @@ sampler=$!
 start=$SECONDS
 "$BINDIR/pgbench" -n -c "$CLIENTS" -j 2 -t "$CALLS" -f "$WORK/batch.sql" postgres >"$WORK/pgbench.out" 2>&1 || true
 grep -E "transactions|failed|latency|tps" "$WORK/pgbench.out" | sed 's/^/# pgbench: /'
-grep -iE "error|abort" "$WORK/pgbench.out" | head -5 | sed 's/^/# pgbench: /'
+grep -iE "error|abort" "$WORK/pgbench.out" | head -5 | sed 's/^/# pgbench: /' || true
 kill "$sampler"
 echo "# $CLIENTS clients x $CALLS calls of $BATCH images in $((SECONDS - start)) s"
 # Per backend: RssAnon once the first 10 s have passed, at the end, and the largest value.
