@@ -3,7 +3,9 @@
  * client's permutation (loaders/permute.c), read by direct index lookups on the split. */
 #include "postgres.h"
 
+#ifdef __GLIBC__
 #include <malloc.h>
+#endif
 
 #include "access/genam.h"
 #include "access/heapam.h"
@@ -26,6 +28,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -40,22 +43,51 @@
 #include "../loaders/error.h"
 #include "../loaders/sampler.h"
 
-void		_PG_init(void);
+/* Bytes of TIDs the per-backend cache keeps, over all splits (imgset.tid_cache_size, kB). */
+static int	tid_cache_size_kb = 48 * 1024;
+
+/* imgset.keep_batch_memory: backends that build batches keep freed memory (KeepBatchMemory). */
+static bool keep_batch_memory = true;
+
+/* The module's settings for batches (called by _PG_init). */
+void
+ImgsetBatchInit(void)
+{
+	DefineCustomIntVariable("imgset.tid_cache_size",
+							"Memory each backend may use to remember where the rows of splits are.",
+							"imgset_batch keeps a heap TID per id of the splits it reads; beyond "
+							"this much, the least recently used split's are dropped.",
+							&tid_cache_size_kb, 48 * 1024, 0, MAX_KILOBYTES, PGC_SUSET,
+							GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomBoolVariable("imgset.keep_batch_memory",
+							 "Lets a backend that builds batches keep freed memory for reuse.",
+							 "With glibc, the first batch a backend builds raises its allocator's "
+							 "mmap threshold to 32 MB and trim threshold to 256 MB, for the rest "
+							 "of its life.",
+							 &keep_batch_memory, true, PGC_SUSET, 0, NULL, NULL, NULL);
+}
 
 /*
- * When a backend loads the module: keep freed memory in the process. A batch is one large
- * palloc (a 256-image cifar10 batch is 0.8 MB; its send buffer as much again), which glibc
- * serves with mmap and hands back to the kernel on free, so every call page-faults its result
- * in afresh — measured here, that halves the throughput of shuffled batches. With the mmap
- * threshold at glibc's own upper bound (32 MB) and a trim threshold of 256 MB, such blocks
- * are reused from the heap; larger ones still come and go with mmap.
+ * Before a backend's first batch: keep freed memory in the process. A batch is one large
+ * palloc (a 256-image cifar10 batch is 0.8 MB), and sending it costs two more of its size
+ * (bytea's send copy and the row's buffer); glibc serves each with mmap and unmaps it on free,
+ * so every call page-faults its memory in afresh. With the mmap threshold at glibc's own upper
+ * bound (32 MB) and a trim threshold of 256 MB such blocks are reused from the heap; larger
+ * ones still come and go with mmap. This changes the allocator of the whole process, so it
+ * is done only in backends that build batches, and only while imgset.keep_batch_memory is on
+ * (the README has the numbers: nothing narrower kept the speed).
  */
-void
-_PG_init(void)
+static void
+KeepBatchMemory(void)
 {
-#ifdef M_MMAP_THRESHOLD
+#if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD)
+	static bool done = false;
+
+	if (done || !keep_batch_memory)
+		return;
 	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
 	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+	done = true;
 #endif
 }
 
@@ -63,31 +95,47 @@ _PG_init(void)
 #define BATCH_MAX_IMAGES (1 << 20)
 #define BATCH_PRESIZE_MAX ((Size) 64 << 20)
 
-/* Largest id the per-backend TID cache remembers (6 bytes each: 48 MB at most). */
-#define TID_CACHE_MAX_IDS (8 << 20)
 /* Splits up to this many ids get the whole cache filled from the index on first use. */
 #define TID_CACHE_PREWARM_MAX_IDS (256 << 10)
+
+/* The storage a relation's TIDs point into (its relfilenode). */
+#if PG_VERSION_NUM >= 160000
+#define RelationStorage(rel) ((rel)->rd_locator.relNumber)
+typedef RelFileNumber StorageNumber;
+#else
+#define RelationStorage(rel) ((rel)->rd_node.relNode)
+typedef Oid StorageNumber;
+#endif
 
 /*
  * Per-backend cache of where each id's row is: tids[id] is the heap TID the unique index on
  * id pointed to when we last looked it up. A cached TID is only a hint: the row is fetched
  * through it with the query's snapshot (following a HOT chain) and used only if it is visible
  * and has that id — with a unique index at most one visible row has a given id, so a hit is
- * exactly what the index lookup would find. Anything else falls back to the index. Entries are
- * marked stale on relcache invalidation (DDL, TRUNCATE, VACUUM FULL) and rebuilt lazily.
+ * exactly what the index lookup would find. Anything else falls back to the index.
+ *
+ * Memory is bounded twice: a split's array never has more slots than the split can have rows
+ * (its pages × MaxHeapTuplesPerPage: a few rows with large ids do not make it large), and all
+ * arrays together stay within imgset.tid_cache_size, the least recently used split's dropped
+ * first. Relcache invalidation (DDL, TRUNCATE, VACUUM FULL, DROP) marks an entry stale; stale
+ * entries are freed when the next split is opened.
  */
 typedef struct TidCacheEntry
 {
 	Oid			relid;			/* hash key */
-	Oid			relfilenode;	/* the storage the TIDs point into */
+	StorageNumber storage;		/* the relfilenode the TIDs point into */
 	bool		stale;
 	bool		prewarmed;		/* filled from the index once (or found too large to) */
+	int64		limit;			/* most slots: the split's pages × MaxHeapTuplesPerPage */
 	int64		size;			/* slots in tids */
+	uint64		last_use;		/* LRU clock */
 	ItemPointerData *tids;		/* (size) TID of id i; invalid when not known */
 } TidCacheEntry;
 
 static HTAB *tid_cache = NULL;
 static MemoryContext tid_cache_context = NULL;
+static Size tid_cache_bytes = 0;	/* of all entries' tids */
+static uint64 tid_cache_clock = 0;
 
 /* An open split: the table, its btree index on id, and a reusable index scan. */
 typedef struct SplitReader
@@ -200,12 +248,57 @@ TidCacheInvalidate(Datum arg, Oid relid)
 		entry->stale = true;
 }
 
-/* The cache entry of an open split, emptied if it no longer describes the table. */
+/* Free an entry's TIDs (it stays, empty) or, with remove, the entry too. */
+static void
+TidCacheDrop(TidCacheEntry *entry, bool remove)
+{
+	if (entry->tids)
+	{
+		pfree(entry->tids);
+		tid_cache_bytes -= (Size) entry->size * sizeof(ItemPointerData);
+	}
+	entry->tids = NULL;
+	entry->size = 0;
+	entry->prewarmed = false;
+	if (remove)
+		hash_search(tid_cache, &entry->relid, HASH_REMOVE, NULL);
+}
+
+/*
+ * Make room for `bytes` more in the cache by dropping the TIDs of the least recently used
+ * splits other than keep; true when they fit then. Called only while no other split is read
+ * (the batch functions read one split at a time), so no reader holds the dropped arrays.
+ */
+static bool
+TidCacheMakeRoom(TidCacheEntry *keep, Size bytes)
+{
+	Size		budget = (Size) tid_cache_size_kb * 1024;
+
+	while (tid_cache_bytes + bytes > budget)
+	{
+		HASH_SEQ_STATUS status;
+		TidCacheEntry *entry;
+		TidCacheEntry *oldest = NULL;
+
+		hash_seq_init(&status, tid_cache);
+		while ((entry = hash_seq_search(&status)) != NULL)
+			if (entry != keep && entry->tids && (oldest == NULL || entry->last_use < oldest->last_use))
+				oldest = entry;
+		if (oldest == NULL)
+			return false;
+		TidCacheDrop(oldest, false);
+	}
+	return true;
+}
+
+/* The cache entry of split heap (of nblocks pages), emptied if it no longer describes the
+ * table; stale entries of other tables (dropped, rewritten) are freed on the way. */
 static TidCacheEntry *
-TidCacheFor(Relation heap)
+TidCacheFor(Relation heap, BlockNumber nblocks)
 {
 	Oid			relid = RelationGetRelid(heap);
 	TidCacheEntry *entry;
+	HASH_SEQ_STATUS status;
 	bool		found;
 
 	if (tid_cache == NULL)
@@ -221,46 +314,85 @@ TidCacheFor(Relation heap)
 								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		CacheRegisterRelcacheCallback(TidCacheInvalidate, (Datum) 0);
 	}
+	/* No split is being read while one is opened: stale entries can go now. */
+	hash_seq_init(&status, tid_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		if (entry->stale)
+			TidCacheDrop(entry, true);
+
 	entry = hash_search(tid_cache, &relid, HASH_ENTER, &found);
-	if (!found || entry->stale || entry->relfilenode != heap->rd_node.relNode)
+	if (!found)
 	{
-		if (found && entry->tids)
-			pfree(entry->tids);
 		entry->tids = NULL;
 		entry->size = 0;
-		entry->stale = false;
 		entry->prewarmed = false;
-		entry->relfilenode = heap->rd_node.relNode;
+		entry->stale = false;
+		entry->storage = RelationStorage(heap);
 	}
+	else if (entry->storage != RelationStorage(heap))
+	{
+		TidCacheDrop(entry, false);
+		entry->storage = RelationStorage(heap);
+	}
+	entry->limit = (int64) nblocks * MaxHeapTuplesPerPage;
+	entry->last_use = ++tid_cache_clock;
+	/* A smaller imgset.tid_cache_size applies from now on. */
+	if (!TidCacheMakeRoom(entry, 0))
+		TidCacheDrop(entry, false);
 	return entry;
 }
 
-/* Remember that id's row was found at tid (when id is within the cache's limit). */
+/* Remember that id's row was found at tid, when the cache may hold that id. */
 static void
 TidCacheRemember(TidCacheEntry *entry, int64 id, ItemPointer tid)
 {
-	if (id < 0 || id >= TID_CACHE_MAX_IDS)
+	if (id < 0 || id >= entry->limit)
 		return;
 	if (id >= entry->size)
 	{
-		int64		size = Min(Max(id + 1, Max(2 * entry->size, 1024)), TID_CACHE_MAX_IDS);
-		Size		bytes = (Size) size * sizeof(ItemPointerData);
+		int64		size = Min(Max(id + 1, Max(2 * entry->size, 1024)), entry->limit);
+		Size		grow = (Size) (size - entry->size) * sizeof(ItemPointerData);
 
+		if (!TidCacheMakeRoom(entry, grow))
+		{
+			/* As many slots as still fit; this id may be past them. */
+			Size		budget = (Size) tid_cache_size_kb * 1024;
+
+			size = entry->size + (int64) ((budget - Min(budget, tid_cache_bytes)) /
+										  sizeof(ItemPointerData));
+			if (id >= size)
+				return;
+			grow = (Size) (size - entry->size) * sizeof(ItemPointerData);
+		}
 		if (entry->tids == NULL)
-			entry->tids = MemoryContextAllocZero(tid_cache_context, bytes);
+			entry->tids = MemoryContextAllocZero(tid_cache_context,
+												 (Size) size * sizeof(ItemPointerData));
 		else
 		{
-			entry->tids = repalloc(entry->tids, bytes);
-			memset(entry->tids + entry->size, 0,
-				   (Size) (size - entry->size) * sizeof(ItemPointerData));
+			entry->tids = repalloc(entry->tids, (Size) size * sizeof(ItemPointerData));
+			memset(entry->tids + entry->size, 0, grow);
 		}
 		entry->size = size;
+		tid_cache_bytes += grow;
 	}
 	entry->tids[id] = *tid;
 }
 
 static int64 SplitSize(SplitReader *r);
 static void TidCachePrewarm(SplitReader *r);
+
+/*
+ * True when btree index (whose first key is id) lets at most one row have a given id at any
+ * moment: unique on id alone (unique on (id, x) is not) and checked immediately (a deferred
+ * unique index allows duplicates until commit).
+ */
+static bool
+IdIsUnique(Relation index)
+{
+	Form_pg_index form = index->rd_index;
+
+	return form->indisunique && form->indimmediate && form->indnkeyatts == 1;
+}
 
 /* Open split relid for reading: privileges, kind, row security, columns, index on id. */
 static void
@@ -296,7 +428,8 @@ SplitOpen(SplitReader *r, Oid relid, Oid imgtensor_type)
 	r->img_att = SplitColumn(r->heap, "img", imgtensor_type);
 	r->img_typmod = TupleDescAttr(RelationGetDescr(r->heap), r->img_att - 1)->atttypmod;
 
-	/* Any valid, non-partial btree index whose first key is id will do; prefer unique. */
+	/* Any valid, non-partial btree index whose first key is id will do; prefer one that makes
+	 * id unique. */
 	indexes = RelationGetIndexList(r->heap);
 	foreach(lc, indexes)
 	{
@@ -307,7 +440,7 @@ SplitOpen(SplitReader *r, Oid relid, Oid imgtensor_type)
 			form->indnkeyatts >= 1 && form->indkey.values[0] == r->id_att &&
 			RelationGetIndexPredicate(index) == NIL &&
 			RelationGetIndexExpressions(index) == NIL &&
-			(r->index == NULL || (form->indisunique && !r->index->rd_index->indisunique)))
+			(r->index == NULL || (IdIsUnique(index) && !IdIsUnique(r->index))))
 		{
 			if (r->index)
 				index_close(r->index, AccessShareLock);
@@ -326,9 +459,9 @@ SplitOpen(SplitReader *r, Oid relid, Oid imgtensor_type)
 	r->scan = index_beginscan(r->heap, r->index, GetActiveSnapshot(), 1, 0);
 	r->slot = table_slot_create(r->heap, NULL);
 	r->nblocks = RelationGetNumberOfBlocks(r->heap);
-	if (r->index->rd_index->indisunique)
+	if (IdIsUnique(r->index))
 	{
-		r->cache = TidCacheFor(r->heap);
+		r->cache = TidCacheFor(r->heap, r->nblocks);
 		r->fetch = table_index_fetch_begin(r->heap);
 		if (!r->cache->prewarmed)
 		{
@@ -354,26 +487,38 @@ SplitClose(SplitReader *r)
 static int64
 SplitSize(SplitReader *r)
 {
-	/* A key-less scan read backwards: the first visible row has the largest id. */
-	IndexScanDesc scan = index_beginscan(r->heap, r->index, GetActiveSnapshot(), 0, 0);
+	/* The index read from its largest id: backwards, or forwards when id is DESC; rows whose
+	 * id is NULL (a nullable column under a plain index) are not images of the split. */
+	ScanDirection direction = (r->index->rd_indoption[0] & INDOPTION_DESC) ?
+		ForwardScanDirection : BackwardScanDirection;
+	IndexScanDesc scan = index_beginscan(r->heap, r->index, GetActiveSnapshot(), 1, 0);
+	ScanKeyData key;
 	bool		found;
 	bool		isnull = true;
-	Datum		id = (Datum) 0;
+	int64		id = 0;
 
-	index_rescan(scan, NULL, 0, NULL, 0);
-	found = index_getnext_slot(scan, BackwardScanDirection, r->slot);
+	ScanKeyEntryInitialize(&key, SK_ISNULL | SK_SEARCHNOTNULL, 1, InvalidStrategy, InvalidOid,
+						   InvalidOid, InvalidOid, (Datum) 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, direction, r->slot);
 	if (found)
-		id = slot_getattr(r->slot, r->id_att, &isnull);
+	{
+		Datum		value = slot_getattr(r->slot, r->id_att, &isnull);
+
+		/* Read before the slot is cleared: int8 is by reference on 32-bit servers. */
+		if (!isnull)
+			id = DatumGetInt64(value);
+	}
 	ExecClearTuple(r->slot);
 	index_endscan(scan);
 	if (!found)
 		return 0;
-	if (isnull || DatumGetInt64(id) < 0 || DatumGetInt64(id) == PG_INT64_MAX)
+	if (isnull || id < 0 || id == PG_INT64_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("imgset_batch: table \"%s\" has ids outside 0..N-1",
 						RelationGetRelationName(r->heap))));
-	return DatumGetInt64(id) + 1;
+	return id + 1;
 }
 
 /*
@@ -690,6 +835,7 @@ ReadBatch(FunctionCallInfo fcinfo, Oid relid, const int64 *ids, int n, int32 th,
 	SplitReader r;
 	BatchBuilder b;
 
+	KeepBatchMemory();
 	SplitOpen(&r, relid, ImgTensorTypeOid(fcinfo));
 	BatchStart(&b, n, packed);
 	for (int i = 0; i < n; i++)
@@ -787,7 +933,7 @@ EpochIds(const char *function, int64 n, int64 seed, int32 epoch, int32 batch_no,
 	if (sampler_init(&sampler, &options) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s: %s", function, imgset_error())));
+				 errmsg("%s: %s", function, ImgsetLibraryError())));
 	sampler_set_epoch(&sampler, (uint64) epoch);
 	if (batch_no < 0 || batch_no >= sampler.batches)
 		ereport(ERROR,
@@ -893,6 +1039,6 @@ imgset_batch_count(PG_FUNCTION_ARGS)
 	options.batch_size = batch_size;
 	options.world = world;
 	if (sampler_init(&sampler, &options) < 0)
-		elog(ERROR, "imgset_batch_count: %s", imgset_error());
+		elog(ERROR, "imgset_batch_count: %s", ImgsetLibraryError());
 	PG_RETURN_INT64(sampler.batches);
 }

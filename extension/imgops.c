@@ -126,8 +126,11 @@ ImgCenterCrop(int elem_size, const uint8 *src, int sh, int sw, int c,
 	Size		row_bytes = (Size) dw * c * elem_size;
 
 	for (int y = 0; y < dh; y++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		memcpy(dst + (Size) y * row_bytes,
 			   src + (((Size) (top + y) * sw + left) * c) * elem_size, row_bytes);
+	}
 }
 
 void
@@ -273,6 +276,8 @@ imgtensor_to_float(PG_FUNCTION_ARGS)
 		float		x = t->dtype == IMGTENSOR_UINT8 ? (float) t->data[i]
 			: ((const float *) t->data)[i];
 
+		if ((i & ((1 << 20) - 1)) == 0)
+			CHECK_FOR_INTERRUPTS();
 		dst[i] = (x * scale - mean[k]) / std[k];
 	}
 	PG_RETURN_IMGTENSOR_P(out);

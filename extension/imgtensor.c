@@ -7,13 +7,17 @@
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "libpq/pqformat.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "port/pg_bswap.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "imgtensor.h"
+#include "../loaders/error.h"
 
 #ifdef USE_LZ4
 #if defined(__has_include) && __has_include(<lz4.h>)
@@ -30,8 +34,50 @@ extern int	LZ4_decompress_safe(const char *src, char *dst, int compressedSize,
 
 PG_MODULE_MAGIC;
 
-/* Longest prefix of a bad literal quoted in an error message. */
+extern PGDLLEXPORT void _PG_init(void);
+
+/* The library's interrupt hook (loaders/error.h): long loops of the nn core, the checkpoint
+ * parser and the resizes stop here on a cancel, a statement_timeout or a shutdown. */
+static void
+ImgsetCheckInterrupts(void)
+{
+	CHECK_FOR_INTERRUPTS();
+}
+
+const char *
+ImgsetLibraryError(void)
+{
+	const char *message = imgset_error();
+	StringInfoData buf;
+
+	if (GetDatabaseEncoding() == PG_UTF8 || GetDatabaseEncoding() == PG_SQL_ASCII)
+		return message;
+	initStringInfo(&buf);
+	for (const unsigned char *p = (const unsigned char *) message; *p; p++)
+	{
+		if (*p < 0x80)
+			appendStringInfoChar(&buf, (char) *p);
+		else
+			appendStringInfo(&buf, "\\x%02x", *p);
+	}
+	return buf.data;
+}
+
+/* When a backend loads the module: the settings of its caches and the interrupt hook. */
+void
+_PG_init(void)
+{
+	ImgsetBatchInit();
+	ImgsetInferInit();
+	MarkGUCPrefixReserved("imgset");
+	imgset_set_interrupt_hook(ImgsetCheckInterrupts);
+}
+
+/* Longest prefix of a bad literal quoted in an error message, in bytes (whole characters). */
 #define LITERAL_QUOTE_MAX 40
+/* zlib works through a value in pieces of this many input bytes, checking for interrupts in
+ * between: deflating a 1 GB value takes tens of seconds. */
+#define ZLIB_PIECE ((Size) 4 << 20)
 
 int
 ImgTensorElementSize(int dtype)
@@ -118,8 +164,10 @@ ImgTensor *
 ImgTensorCreate(int dtype, int32 height, int32 width, int32 channels)
 {
 	Size		bytes = ImgTensorCheckShape("imgtensor", dtype, height, width, channels);
-	ImgTensor  *t = (ImgTensor *) palloc0(IMGTENSOR_SIZE(bytes));
+	/* Not zeroed: a 1 GB memset could not be interrupted, and every caller writes all of it. */
+	ImgTensor  *t = (ImgTensor *) palloc_extended(IMGTENSOR_SIZE(bytes), 0);
 
+	memset(t, 0, IMGTENSOR_HEADER_SIZE);
 	SET_VARSIZE(t, IMGTENSOR_SIZE(bytes));
 	t->magic = IMGTENSOR_MAGIC;
 	t->version = IMGTENSOR_VERSION;
@@ -196,6 +244,79 @@ CorruptPayload(const ImgTensor *t)
 					   ImgTensorCodecName(t->codec), ImgTensorPayloadBytes(t))));
 }
 
+/* zlib's allocator: the current memory context, so a call cancelled between pieces leaks
+ * nothing (the context goes with the statement). */
+static voidpf
+ZlibAlloc(voidpf opaque, uInt items, uInt size)
+{
+	return palloc_extended((Size) items * size, MCXT_ALLOC_HUGE);
+}
+
+static void
+ZlibFree(voidpf opaque, voidpf address)
+{
+	pfree(address);
+}
+
+/* Inflate src into exactly dst_bytes at dst, CHECK_FOR_INTERRUPTS between pieces; false when
+ * the stream is corrupt or decompresses to another size. */
+static bool
+ZlibInflate(const uint8 *src, Size src_bytes, uint8 *dst, Size dst_bytes)
+{
+	z_stream	zs;
+	int			rc = Z_OK;
+
+	memset(&zs, 0, sizeof(zs));
+	zs.zalloc = ZlibAlloc;
+	zs.zfree = ZlibFree;
+	if (inflateInit(&zs) != Z_OK)
+		elog(ERROR, "imgtensor: zlib inflateInit failed");
+	zs.next_in = (Bytef *) src;
+	zs.next_out = dst;
+	while (rc == Z_OK)
+	{
+		CHECK_FOR_INTERRUPTS();
+		zs.avail_in = (uInt) Min(src_bytes - ((const uint8 *) zs.next_in - src), ZLIB_PIECE);
+		zs.avail_out = (uInt) Min(dst_bytes - (zs.next_out - dst), ZLIB_PIECE);
+		rc = inflate(&zs, Z_NO_FLUSH);
+		if (rc == Z_BUF_ERROR && zs.avail_in == 0 && zs.avail_out == 0)
+			rc = Z_OK;			/* a piece's output is full: go on */
+	}
+	inflateEnd(&zs);
+	return rc == Z_STREAM_END && zs.total_out == dst_bytes &&
+		(const uint8 *) zs.next_in - src == (ptrdiff_t) src_bytes;
+}
+
+/* Deflate src (bytes) into out (room for compressBound(bytes)), CHECK_FOR_INTERRUPTS between
+ * pieces; returns the compressed size. */
+static Size
+ZlibDeflate(const uint8 *src, Size bytes, uint8 *out, Size room)
+{
+	z_stream	zs;
+	int			rc;
+
+	memset(&zs, 0, sizeof(zs));
+	zs.zalloc = ZlibAlloc;
+	zs.zfree = ZlibFree;
+	if (deflateInit(&zs, Z_DEFAULT_COMPRESSION) != Z_OK)
+		elog(ERROR, "imgset_compress: zlib deflateInit failed");
+	zs.next_in = (Bytef *) src;
+	zs.next_out = out;
+	do
+	{
+		Size		left = bytes - ((const uint8 *) zs.next_in - src);
+
+		CHECK_FOR_INTERRUPTS();
+		zs.avail_in = (uInt) Min(left, ZLIB_PIECE);
+		zs.avail_out = (uInt) Min(room - (zs.next_out - out), (Size) UINT_MAX);
+		rc = deflate(&zs, left <= ZLIB_PIECE ? Z_FINISH : Z_NO_FLUSH);
+	} while (rc == Z_OK);
+	if (rc != Z_STREAM_END)
+		elog(ERROR, "imgset_compress: zlib compression failed");
+	deflateEnd(&zs);
+	return zs.total_out;
+}
+
 void
 ImgTensorDecodeInto(const ImgTensor *t, uint8 *dst, Size dst_bytes)
 {
@@ -210,13 +331,9 @@ ImgTensorDecodeInto(const ImgTensor *t, uint8 *dst, Size dst_bytes)
 			memcpy(dst, t->data, dst_bytes);
 			break;
 		case IMGTENSOR_CODEC_ZLIB:
-			{
-				uLongf		out = dst_bytes;
-
-				if (uncompress(dst, &out, t->data, stored) != Z_OK || out != dst_bytes)
-					CorruptPayload(t);
-				break;
-			}
+			if (!ZlibInflate(t->data, stored, dst, dst_bytes))
+				CorruptPayload(t);
+			break;
 		case IMGTENSOR_CODEC_LZ4:
 #ifdef USE_LZ4
 			if (stored > INT_MAX ||
@@ -263,6 +380,14 @@ SwapFloatsIfBigEndian(uint8 *data, Size bytes)
 #endif
 }
 
+/* Bytes of the literal's beginning to quote: at most LITERAL_QUOTE_MAX, whole characters
+ * (a multibyte character cut in half would make the message invalid in its encoding). */
+static int
+QuoteLength(const char *literal)
+{
+	return pg_mbcliplen(literal, (int) strnlen(literal, LITERAL_QUOTE_MAX), LITERAL_QUOTE_MAX);
+}
+
 /* Ereport a malformed text literal, quoting its beginning. */
 static void
 BadLiteral(const char *literal, const char *detail)
@@ -270,7 +395,7 @@ BadLiteral(const char *literal, const char *detail)
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 			 errmsg("invalid input syntax for type imgtensor: \"%.*s%s\"",
-					LITERAL_QUOTE_MAX, literal,
+					QuoteLength(literal), literal,
 					strlen(literal) > LITERAL_QUOTE_MAX ? "..." : ""),
 			 errdetail("%s", detail),
 			 errhint("The format is DTYPE:HxWxC:HEX, e.g. uint8:1x2x1:00ff.")));
@@ -337,7 +462,7 @@ imgtensor_in(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type imgtensor: \"%.*s%s\"",
-						LITERAL_QUOTE_MAX, literal,
+						QuoteLength(literal), literal,
 						strlen(literal) > LITERAL_QUOTE_MAX ? "..." : ""),
 				 errdetail("A %dx%dx%d %s imgtensor needs %zu hex digits, found %zu.",
 						   h, w, c, ImgTensorDtypeName(dtype), 2 * bytes, strlen(p))));
@@ -353,7 +478,7 @@ imgtensor_in(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 					 errmsg("invalid input syntax for type imgtensor: \"%.*s%s\"",
-							LITERAL_QUOTE_MAX, literal,
+							QuoteLength(literal), literal,
 							strlen(literal) > LITERAL_QUOTE_MAX ? "..." : ""),
 					 errdetail("Hex digit %zu of the payload is not 0-9, a-f or A-F.",
 							   2 * i + (hi >= 0) + 1)));
@@ -374,12 +499,24 @@ Datum
 imgtensor_out(PG_FUNCTION_ARGS)
 {
 	static const char hex[] = "0123456789abcdef";
-	ImgTensor  *t = PG_GETARG_IMGTENSOR_DECODED(0);
-	Size		bytes = ImgTensorPayloadBytes(t);
+	ImgTensor  *header = PG_GETARG_IMGTENSOR_HEADER_P(0);
+	Size		bytes;
+	ImgTensor  *t;
 	StringInfoData buf;
-	const uint8 *data = t->data;
+	const uint8 *data;
 	char	   *out;
 
+	/* The size is in the header: refuse before fetching or decoding up to 1 GB. */
+	CheckStored(header, false);
+	bytes = ImgTensorPayloadBytes(header);
+	if (bytes > (MaxAllocSize - 64) / 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("imgtensor of %zu bytes is too large for text output", bytes),
+				 errhint("Use binary output (COPY … (FORMAT binary), a binary-mode client) "
+						 "or cast to bytea.")));
+	t = PG_GETARG_IMGTENSOR_DECODED(0);
+	data = t->data;
 	if (t->dtype == IMGTENSOR_FLOAT32)
 	{
 		uint8	   *copy = palloc(bytes);
@@ -388,12 +525,6 @@ imgtensor_out(PG_FUNCTION_ARGS)
 		SwapFloatsIfBigEndian(copy, bytes);
 		data = copy;
 	}
-	if (bytes > (MaxAllocSize - 64) / 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("imgtensor of %zu bytes is too large for text output", bytes),
-				 errhint("Use binary output (COPY … (FORMAT binary), a binary-mode client) "
-						 "or cast to bytea.")));
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "%s:%dx%dx%d:", ImgTensorDtypeName(t->dtype),
 					 t->height, t->width, t->channels);
@@ -845,12 +976,10 @@ imgset_compress(PG_FUNCTION_ARGS)
 
 	if (codec == IMGTENSOR_CODEC_ZLIB)
 	{
-		uLongf		bound = compressBound(bytes);
+		Size		bound = compressBound(bytes);
 
-		out = (ImgTensor *) palloc(IMGTENSOR_SIZE(bound));
-		if (compress2(out->data, &bound, t->data, bytes, Z_DEFAULT_COMPRESSION) != Z_OK)
-			elog(ERROR, "imgset_compress: zlib compression failed");
-		packed = bound;
+		out = (ImgTensor *) palloc_extended(IMGTENSOR_SIZE(bound), MCXT_ALLOC_HUGE);
+		packed = ZlibDeflate(t->data, bytes, out->data, bound);
 	}
 	else
 	{

@@ -8,6 +8,37 @@
 #include "imgtensor_wire.h"
 
 /*
+ * Only what PostgreSQL calls is exported from the module (it is built with
+ * -fvisibility=hidden): PG_MODULE_MAGIC, _PG_init and the SQL-callable functions.
+ * PostgreSQL 16 declares those PGDLLEXPORT itself; on 15 PGDLLEXPORT is empty and
+ * PG_FUNCTION_INFO_V1 does not mark the function, so do both here, as 16 does.
+ */
+#if PG_VERSION_NUM < 160000 && defined(__GNUC__)
+#undef PGDLLEXPORT
+#define PGDLLEXPORT __attribute__((visibility("default")))
+#undef PG_FUNCTION_INFO_V1
+#define PG_FUNCTION_INFO_V1(funcname) \
+extern PGDLLEXPORT Datum funcname(PG_FUNCTION_ARGS); \
+extern PGDLLEXPORT const Pg_finfo_record * CppConcat(pg_finfo_,funcname)(void); \
+const Pg_finfo_record * \
+CppConcat(pg_finfo_,funcname) (void) \
+{ \
+	static const Pg_finfo_record my_finfo = { 1 }; \
+	return &my_finfo; \
+} \
+extern int no_such_variable
+#endif
+
+/* The library's last error message (loaders/error.h, always UTF-8) for an error report in
+ * this database: as it is in a UTF-8 (or SQL_ASCII) database, with every non-ASCII byte
+ * written \xNN in any other, where UTF-8 bytes would be wrong or invalid characters. */
+extern const char *ImgsetLibraryError(void);
+
+/* Called by _PG_init (imgtensor.c) when a backend loads the module: each part's settings. */
+extern void ImgsetBatchInit(void);
+extern void ImgsetInferInit(void);
+
+/*
  * In memory and on disk: the varlena header, then the same fields as the wire header (in the
  * server's byte order), then the payload. The payload is H×W×C elements, channels-last; a
  * float32 payload is in the server's float byte order. When codec is not NONE the payload is
@@ -56,7 +87,8 @@ extern const char *ImgTensorCodecName(int codec);
 extern Size ImgTensorCheckShape(const char *what, int dtype, int64 height, int64 width,
 								int64 channels);
 
-/* A new zeroed uncompressed value with the header filled in (shape already checked). */
+/* A new uncompressed value with the header filled in (shape already checked); the payload is
+ * not initialised: the caller writes every byte of it. */
 extern ImgTensor *ImgTensorCreate(int dtype, int32 height, int32 width, int32 channels);
 
 /* The value with its payload decompressed: t itself when it is not compressed, otherwise a

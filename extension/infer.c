@@ -5,6 +5,7 @@
 
 #include <math.h>
 
+#include "access/detoast.h"
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
@@ -25,6 +26,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -44,8 +46,6 @@
 
 /* Longest model name (the CHECK on imgset.models.name), plus the NUL. */
 #define MODEL_KEY_SIZE 72
-/* Models a backend keeps parsed; the least recently used one goes first. */
-#define MODEL_CACHE_MAX 16
 /* Largest group of images one model_inference() call evaluates in the batched forms, and the
  * most activation memory such a group may take. */
 #define GROUP_MAX 1024
@@ -68,7 +68,6 @@ static const float input_std[IMGSET_MAX_CHANNELS] = {0.5f, 0.5f, 0.5f, 0.5f};
 typedef struct CachedModel
 {
 	char		name[MODEL_KEY_SIZE];	/* hash key */
-	bool		valid;			/* false while being (re)loaded or after a failed load */
 	Oid			relid;			/* the imgset.models table the row came from */
 	int64		version;
 	TransactionId xmin;
@@ -84,6 +83,10 @@ typedef struct CachedModel
 	int64		calls;			/* inference calls served */
 	uint64		last_use;		/* LRU clock */
 } CachedModel;
+
+/* Memory the parsed models of a backend may hold (imgset.model_cache_size, kB); the least
+ * recently used go first. */
+static int	model_cache_size_kb = 256 * 1024;
 
 static HTAB *model_cache = NULL;
 static MemoryContext model_cache_context = NULL;
@@ -122,6 +125,18 @@ typedef struct BatchImages
 	Size	   *offsets;		/* (n) */
 	int32	   *shapes;			/* (n, 3) */
 } BatchImages;
+
+/* The module's settings for inference (called by _PG_init). */
+void
+ImgsetInferInit(void)
+{
+	DefineCustomIntVariable("imgset.model_cache_size",
+							"Memory each backend may keep parsed models in.",
+							"Beyond this much, the least recently used models are dropped; a "
+							"model larger than all of it is parsed again for every call.",
+							&model_cache_size_kb, 256 * 1024, 0, MAX_KILOBYTES, PGC_SUSET,
+							GUC_UNIT_KB, NULL, NULL, NULL);
+}
 
 /* ---- Reading the model tables with the caller's privileges -------------------------------- */
 
@@ -282,23 +297,82 @@ ModelRowFind(FunctionCallInfo fcinfo, const char *name, bool full, ModelRow *row
 	return found;
 }
 
+/* Bytes hashed between two interrupt checks: a 1 GB checkpoint takes seconds to hash. */
+#define HASH_PIECE ((Size) 4 << 20)
+
+/*
+ * Walk model `name`'s chunks in imgset.model_chunks (relid) in chunk_no order, checking their
+ * numbering. With file NULL only their sizes are summed, from the values' headers (nothing is
+ * fetched or decompressed); otherwise their bytes are copied to file and hashed into sha. The
+ * walk stops with XX001 as soon as the chunks hold more than room bytes. Sets *count.
+ */
+static Size
+WalkChunks(Oid relid, const char *name, uint8 *file, Size room, pg_cryptohash_ctx *sha,
+		   int32 *count)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	AttrNumber	chunk_att = TableColumn(rel, "chunk_no", INT4OID);
+	AttrNumber	data_att = TableColumn(rel, "data", BYTEAOID);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	Relation	index;
+	IndexScanDesc scan = PrimaryKeyScan(rel, &index, name);
+	Size		used = 0;
+
+	*count = 0;
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		int32		chunk_no = DatumGetInt32(RowValue(slot, chunk_att));
+		Datum		raw = RowValue(slot, data_att);
+		Size		len = toast_raw_datum_size(raw) - VARHDRSZ;
+
+		CHECK_FOR_INTERRUPTS();
+		if (chunk_no != *count)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("model \"%s\" is corrupt: chunk %d is missing", name, *count)));
+		if (len > room - used)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("model \"%s\" is corrupt: its chunks hold more than its %zu bytes",
+							name, room)));
+		if (file)
+		{
+			bytea	   *data = DatumGetByteaPP(raw);
+
+			memcpy(file + used, VARDATA_ANY(data), len);
+			for (Size done = 0; done < len; done += HASH_PIECE)
+			{
+				CHECK_FOR_INTERRUPTS();
+				if (pg_cryptohash_update(sha, file + used + done, Min(HASH_PIECE, len - done)) < 0)
+					elog(ERROR, "pg_imgset: could not compute a SHA-256 digest");
+			}
+			if ((Pointer) data != DatumGetPointer(raw))
+				pfree(data);	/* a detoasted copy: keep memory at one chunk */
+		}
+		used += len;
+		(*count)++;
+		ExecClearTuple(slot);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return used;
+}
+
 /*
  * The checkpoint of model `name`: its chunks from imgset.model_chunks, in order, checked
- * against the row's chunk count, size and sha256. Returns a palloc'd buffer of row->bytes.
+ * against the row's chunk count, size and sha256. The row's size is believed only once the
+ * chunks' own sizes add up to it: nothing is allocated for a size the chunks do not hold.
+ * Returns a palloc'd buffer of row->bytes.
  */
 static uint8 *
 ReadCheckpointChunks(FunctionCallInfo fcinfo, const char *name, const ModelRow *row)
 {
 	Oid			relid = ExtensionTable(fcinfo, "model_chunks");
-	Relation	rel;
-	Relation	index;
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	AttrNumber	chunk_att;
-	AttrNumber	data_att;
 	uint8	   *file;
-	Size		used = 0;
-	int32		expect = 0;
+	Size		used;
+	int32		count;
 	uint8		digest[SHA256_BYTES];
 	pg_cryptohash_ctx *sha;
 
@@ -308,52 +382,20 @@ ReadCheckpointChunks(FunctionCallInfo fcinfo, const char *name, const ModelRow *
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("model \"%s\" has an impossible size of " INT64_FORMAT " bytes in %d chunks",
 						name, row->bytes, row->chunks)));
-	file = palloc_extended((Size) row->bytes, MCXT_ALLOC_HUGE);
-	rel = table_open(relid, AccessShareLock);
-	chunk_att = TableColumn(rel, "chunk_no", INT4OID);
-	data_att = TableColumn(rel, "data", BYTEAOID);
-	slot = table_slot_create(rel, NULL);
-	scan = PrimaryKeyScan(rel, &index, name);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		int32		chunk_no = DatumGetInt32(RowValue(slot, chunk_att));
-		Datum		raw;
-		bytea	   *data;
-		Size		len;
-
-		CHECK_FOR_INTERRUPTS();
-		if (chunk_no != expect)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("model \"%s\" is corrupt: chunk %d is missing", name, expect)));
-		raw = RowValue(slot, data_att);
-		data = DatumGetByteaPP(raw);
-		len = VARSIZE_ANY_EXHDR(data);
-		if (len > (Size) row->bytes - used)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("model \"%s\" is corrupt: its chunks hold more than its " INT64_FORMAT
-							" bytes", name, row->bytes)));
-		memcpy(file + used, VARDATA_ANY(data), len);
-		used += len;
-		expect++;
-		if ((Pointer) data != DatumGetPointer(raw))
-			pfree(data);		/* a detoasted copy: keep memory at one chunk */
-		ExecClearTuple(slot);
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, NoLock);
-	table_close(rel, NoLock);
-	if (expect != row->chunks || used != (Size) row->bytes)
+	used = WalkChunks(relid, name, NULL, (Size) row->bytes, NULL, &count);
+	if (count != row->chunks || used != (Size) row->bytes)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("model \"%s\" is corrupt: %d chunks of %zu bytes, expected %d chunks of "
-						INT64_FORMAT " bytes", name, expect, used, row->chunks, row->bytes)));
+						INT64_FORMAT " bytes", name, count, used, row->chunks, row->bytes)));
 
+	file = palloc_extended(used, MCXT_ALLOC_HUGE);
 	sha = pg_cryptohash_create(PG_SHA256);
-	if (sha == NULL || pg_cryptohash_init(sha) < 0 || pg_cryptohash_update(sha, file, used) < 0 ||
-		pg_cryptohash_final(sha, digest, sizeof(digest)) < 0)
+	if (sha == NULL || pg_cryptohash_init(sha) < 0)
+		elog(ERROR, "pg_imgset: could not compute a SHA-256 digest");
+	if (WalkChunks(relid, name, file, used, sha, &count) != used || count != row->chunks)
+		elog(ERROR, "pg_imgset: the chunks of model \"%s\" changed under one snapshot", name);
+	if (pg_cryptohash_final(sha, digest, sizeof(digest)) < 0)
 		elog(ERROR, "pg_imgset: could not compute a SHA-256 digest");
 	pg_cryptohash_free(sha);
 	if (memcmp(digest, row->sha256, SHA256_BYTES) != 0)
@@ -411,7 +453,7 @@ ParseCheckpoint(const char *function, const uint8 *file, Size len, ParsedCheckpo
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("%s: invalid checkpoint", function),
-				 errdetail("%s", imgset_error())));
+				 errdetail("%s", ImgsetLibraryError())));
 	if (!KnownArch(out->spec.arch))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -430,7 +472,7 @@ ParseCheckpoint(const char *function, const uint8 *file, Size len, ParsedCheckpo
 				 errmsg("%s: cannot build model %s for %dx%dx%d input and %d classes", function,
 						out->spec.arch, out->spec.height, out->spec.width, out->spec.channels,
 						out->spec.classes),
-				 errdetail("%s", imgset_error())));
+				 errdetail("%s", ImgsetLibraryError())));
 	if (pg_mul_size_overflow(out->graph->param_floats, sizeof(float), &param_bytes) ||
 		param_bytes > MaxAllocHugeSize)
 		ereport(ERROR,
@@ -452,7 +494,7 @@ ParseCheckpoint(const char *function, const uint8 *file, Size len, ParsedCheckpo
 				 errmsg("%s: the checkpoint does not fit model %s for %dx%dx%d input and %d classes",
 						function, out->spec.arch, out->spec.height, out->spec.width,
 						out->spec.channels, out->spec.classes),
-				 errdetail("%s", imgset_error())));
+				 errdetail("%s", ImgsetLibraryError())));
 	json = safetensors_meta(&st, "class_names");
 	if (json)
 	{
@@ -465,7 +507,7 @@ ParseCheckpoint(const char *function, const uint8 *file, Size len, ParsedCheckpo
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 					 errmsg("%s: invalid checkpoint", function),
-					 errdetail("%s", imgset_error())));
+					 errdetail("%s", ImgsetLibraryError())));
 		for (int i = 0; i < out->spec.classes; i++)
 			if (pg_verify_mbstr(GetDatabaseEncoding(), out->class_names[i],
 								strlen(out->class_names[i]), true) == false)
@@ -492,7 +534,7 @@ ModelCacheInit(void)
 	ctl.keysize = MODEL_KEY_SIZE;
 	ctl.entrysize = sizeof(CachedModel);
 	ctl.hcxt = model_cache_context;
-	model_cache = hash_create("imgset model cache", MODEL_CACHE_MAX, &ctl,
+	model_cache = hash_create("imgset model cache", 16, &ctl,
 							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
@@ -500,36 +542,47 @@ ModelCacheInit(void)
 static void
 ModelCacheRemove(CachedModel *entry)
 {
-	if (entry->context)
-		MemoryContextDelete(entry->context);
+	MemoryContextDelete(entry->context);
 	hash_search(model_cache, entry->name, HASH_REMOVE, NULL);
 }
 
-/* Make room for one more entry: drop the least recently used when the cache is full. */
+/*
+ * Keep the parsed models within imgset.model_cache_size: drop the least recently used ones
+ * other than keep while they hold more. A model larger than the whole bound stays for the
+ * call that loaded it and goes at the next call's trim.
+ */
 static void
-ModelCacheEvict(void)
+ModelCacheTrim(const CachedModel *keep)
 {
-	HASH_SEQ_STATUS status;
-	CachedModel *entry;
-	CachedModel *oldest = NULL;
+	Size		budget = (Size) model_cache_size_kb * 1024;
 
-	if (hash_get_num_entries(model_cache) < MODEL_CACHE_MAX)
-		return;
-	hash_seq_init(&status, model_cache);
-	while ((entry = hash_seq_search(&status)) != NULL)
-		if (oldest == NULL || entry->last_use < oldest->last_use)
-			oldest = entry;
-	if (oldest)
+	for (;;)
+	{
+		HASH_SEQ_STATUS status;
+		CachedModel *entry;
+		CachedModel *oldest = NULL;
+		Size		total = 0;
+
+		hash_seq_init(&status, model_cache);
+		while ((entry = hash_seq_search(&status)) != NULL)
+		{
+			total += entry->bytes;
+			if (entry != keep && (oldest == NULL || entry->last_use < oldest->last_use))
+				oldest = entry;
+		}
+		if (total <= budget || oldest == NULL)
+			return;
 		ModelCacheRemove(oldest);
+	}
 }
 
 /*
- * Read, check and parse model `name` (row already found) into a new memory context that
- * becomes the entry's only when everything succeeded: an error leaves the old entry, marked
- * invalid, and frees the half-built context with the failed call's memory.
+ * Read, check and parse model `name` into a memory context of its own, and enter it in the
+ * cache — only once everything succeeded: an error leaves no entry, and the half-built
+ * context goes with the failed call's memory.
  */
-static void
-ModelLoad(FunctionCallInfo fcinfo, const char *function, const char *name, CachedModel *entry)
+static CachedModel *
+ModelLoad(FunctionCallInfo fcinfo, const char *function, const char *name)
 {
 	ModelRow	row;
 	MemoryContext context;
@@ -537,6 +590,10 @@ ModelLoad(FunctionCallInfo fcinfo, const char *function, const char *name, Cache
 	ParsedCheckpoint ck;
 	uint8	   *file;
 	size_t		ws;
+	float	   *input;
+	float	   *workspace;
+	float	   *logits;
+	CachedModel *entry;
 	instr_time	start;
 	instr_time	duration;
 
@@ -562,11 +619,13 @@ ModelLoad(FunctionCallInfo fcinfo, const char *function, const char *name, Cache
 						ck.spec.arch, ck.spec.height, ck.spec.width, ck.spec.channels,
 						ck.spec.classes)));
 	ws = model_inference_workspace_floats(ck.graph, 1);
+	input = palloc_extended(ck.graph->acts[0].size * sizeof(float), MCXT_ALLOC_HUGE);
+	workspace = palloc_extended(ws * sizeof(float), MCXT_ALLOC_HUGE);
+	logits = palloc(ck.spec.classes * sizeof(float));
 	MemoryContextSwitchTo(old);
 
-	/* Success: swap the new context in. */
-	if (entry->context)
-		MemoryContextDelete(entry->context);
+	/* Success: only now does the model enter the cache (nothing below can fail). */
+	entry = hash_search(model_cache, name, HASH_ENTER, NULL);
 	MemoryContextSetParent(context, model_cache_context);
 	entry->context = context;
 	entry->relid = row.relid;
@@ -575,16 +634,16 @@ ModelLoad(FunctionCallInfo fcinfo, const char *function, const char *name, Cache
 	entry->graph = ck.graph;
 	entry->params = ck.params;
 	entry->class_names = row.class_names;
-	entry->input = MemoryContextAllocExtended(context, ck.graph->acts[0].size * sizeof(float),
-											  MCXT_ALLOC_HUGE);
-	entry->workspace = MemoryContextAllocExtended(context, ws * sizeof(float), MCXT_ALLOC_HUGE);
-	entry->logits = MemoryContextAlloc(context, ck.spec.classes * sizeof(float));
+	entry->input = input;
+	entry->workspace = workspace;
+	entry->logits = logits;
 	entry->bytes = MemoryContextMemAllocated(context, true);
 	entry->calls = 0;
+	entry->last_use = 0;
 	INSTR_TIME_SET_CURRENT(duration);
 	INSTR_TIME_SUBTRACT(duration, start);
 	entry->load_ms = INSTR_TIME_GET_MILLISEC(duration);
-	entry->valid = true;
+	return entry;
 }
 
 /*
@@ -598,7 +657,6 @@ ModelGet(FunctionCallInfo fcinfo, const char *function, text *name_text)
 	char	   *name = text_to_cstring(name_text);
 	ModelRow	row;
 	CachedModel *entry;
-	bool		found;
 
 	/* Privileges on both tables every time: the cache must not lend a model to a role that
 	 * could not read it. */
@@ -609,19 +667,19 @@ ModelGet(FunctionCallInfo fcinfo, const char *function, text *name_text)
 				 errmsg("%s: model \"%s\" does not exist", function, name),
 				 errhint("Add it with imgset.add_model() or imgset model push.")));
 	ModelCacheInit();
+	ModelCacheTrim(NULL);		/* a smaller bound, or last call's oversized model */
 	entry = hash_search(model_cache, name, HASH_FIND, NULL);
+	if (entry && (entry->relid != row.relid || entry->version != row.version ||
+				  !TransactionIdEquals(entry->xmin, row.xmin)))
+	{
+		/* Another version: its memory goes before the new one is read. */
+		ModelCacheRemove(entry);
+		entry = NULL;
+	}
 	if (entry == NULL)
 	{
-		ModelCacheEvict();
-		entry = hash_search(model_cache, name, HASH_ENTER, &found);
-		entry->valid = false;
-		entry->context = NULL;
-	}
-	if (!entry->valid || entry->relid != row.relid || entry->version != row.version ||
-		!TransactionIdEquals(entry->xmin, row.xmin))
-	{
-		entry->valid = false;
-		ModelLoad(fcinfo, function, name, entry);
+		entry = ModelLoad(fcinfo, function, name);
+		ModelCacheTrim(entry);
 	}
 	entry->last_use = ++model_cache_clock;
 	entry->calls++;
@@ -994,19 +1052,23 @@ ParseCompositeBatch(const char *function, HeapTupleHeader tuple, BatchImages *b)
 }
 
 /*
- * Logits (n, K) of every image of the batch, evaluated in consecutive groups of group_size
- * images, one model_inference() call per group: the logits are those of `imgset predict
- * --batch group_size` (and, with group_size 1, of imgset_forward on each image).
+ * Every image of the batch through model m, in consecutive groups of group_size images, one
+ * model_inference() call per group: the logits are those of `imgset predict --batch
+ * group_size` (and, with group_size 1, of imgset_forward on each image). They go to logits
+ * (n, K) when it is not NULL; otherwise each image's class (the argmax) goes to classes (n)
+ * and only one group's logits are ever held.
  */
-static float *
-ForwardBatch(const char *function, CachedModel *m, const BatchImages *b, int32 group_size)
+static void
+ForwardBatch(const char *function, CachedModel *m, const BatchImages *b, int32 group_size,
+			 float *logits, int32 *classes)
 {
 	int			K = m->graph->spec.classes;
 	int			group;
 	Size		image_floats = m->graph->acts[0].size;
-	float	   *logits;
 	float	   *input = m->input;
 	float	   *workspace = m->workspace;
+	float	   *group_logits = m->logits;
+	Size		bytes;
 
 	if (group_size < 1 || group_size > GROUP_MAX)
 		ereport(ERROR,
@@ -1014,25 +1076,35 @@ ForwardBatch(const char *function, CachedModel *m, const BatchImages *b, int32 g
 				 errmsg("%s: group size %d is out of range 1..%d", function, group_size,
 						GROUP_MAX)));
 	group = Min(group_size, Max(b->n, 1));
-	logits = palloc_extended(Max((Size) b->n * K, 1) * sizeof(float), MCXT_ALLOC_HUGE);
 	if (group > 1)
 	{
 		size_t		ws = model_inference_workspace_floats(m->graph, group);
-		Size		input_bytes;
 
 		if (ws == 0 || ws > GROUP_MAX_BYTES / sizeof(float) ||
-			pg_mul_size_overflow(image_floats * sizeof(float), (Size) group, &input_bytes) ||
-			input_bytes > GROUP_MAX_BYTES)
+			pg_mul_size_overflow(image_floats * sizeof(float), (Size) group, &bytes) ||
+			bytes > GROUP_MAX_BYTES)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("%s: groups of %d images need too much memory", function, group),
 					 errhint("Use a smaller group size.")));
-		input = palloc_extended(input_bytes, MCXT_ALLOC_HUGE);
+		input = palloc_extended(bytes, MCXT_ALLOC_HUGE);
 		workspace = palloc_extended(ws * sizeof(float), MCXT_ALLOC_HUGE);
+		if (logits == NULL)
+		{
+			if (pg_mul_size_overflow((Size) group * K, sizeof(float), &bytes) ||
+				bytes > GROUP_MAX_BYTES)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("%s: groups of %d images need too much memory for %d logits each",
+								function, group, K),
+						 errhint("Use a smaller group size.")));
+			group_logits = palloc_extended(bytes, MCXT_ALLOC_HUGE);
+		}
 	}
 	for (int g0 = 0; g0 < b->n; g0 += group)
 	{
 		int			count = Min(group, b->n - g0);
+		float	   *out = logits ? logits + (Size) g0 * K : group_logits;
 
 		for (int i = 0; i < count; i++)
 		{
@@ -1042,14 +1114,19 @@ ForwardBatch(const char *function, CachedModel *m, const BatchImages *b, int32 g
 			ImageToInput(function, m, b->dtype, b->pixels + b->offsets[g0 + i], s[0], s[1], s[2],
 						 input + (Size) i * image_floats);
 		}
-		model_inference(m->graph, m->params, input, count, workspace, logits + (Size) g0 * K);
+		/* The nn core checks for interrupts between its ops (ImgsetCheckInterrupts). */
+		model_inference(m->graph, m->params, input, count, workspace, out);
+		if (classes)
+			for (int i = 0; i < count; i++)
+				classes[g0 + i] = metrics_argmax(out + (Size) i * K, K);
 	}
 	if (input != m->input)
 	{
 		pfree(input);
 		pfree(workspace);
 	}
-	return logits;
+	if (group_logits != m->logits)
+		pfree(group_logits);
 }
 
 /* The batch argument argno (packed bytea or imgset.batch composite). */
@@ -1069,20 +1146,23 @@ PredictBatch(FunctionCallInfo fcinfo, bool packed)
 {
 	const char *function = "imgset_predict_batch";
 	CachedModel *m = ModelGet(fcinfo, function, PG_GETARG_TEXT_PP(0));
-	int			K = m->graph->spec.classes;
 	BatchImages b;
-	float	   *logits;
-	Datum	   *classes;
+	int32	   *classes;
+	Datum	   *elems;
 
 	BatchArgument(fcinfo, function, 1, packed, &b);
-	logits = ForwardBatch(function, m, &b, PG_GETARG_INT32(2));
-	classes = palloc(Max(b.n, 1) * sizeof(Datum));
+	classes = palloc(Max(b.n, 1) * sizeof(int32));
+	ForwardBatch(function, m, &b, PG_GETARG_INT32(2), NULL, classes);
+	elems = palloc(Max(b.n, 1) * sizeof(Datum));
 	for (int i = 0; i < b.n; i++)
-		classes[i] = Int32GetDatum(metrics_argmax(logits + (Size) i * K, K));
-	PG_RETURN_ARRAYTYPE_P(construct_array(classes, b.n, INT4OID, 4, true, TYPALIGN_INT));
+		elems[i] = Int32GetDatum(classes[i]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, b.n, INT4OID, 4, true, TYPALIGN_INT));
 }
 
-/* imgset_forward_batch(model, batch, group_size) → real[n][K] logits. */
+/*
+ * imgset_forward_batch(model, batch, group_size) → real[n][K] logits, computed straight into
+ * the result array, which is refused before the forward pass when it could not be returned.
+ */
 static Datum
 ForwardBatchResult(FunctionCallInfo fcinfo, bool packed)
 {
@@ -1090,27 +1170,31 @@ ForwardBatchResult(FunctionCallInfo fcinfo, bool packed)
 	CachedModel *m = ModelGet(fcinfo, function, PG_GETARG_TEXT_PP(0));
 	int			K = m->graph->spec.classes;
 	BatchImages b;
-	float	   *logits;
-	Datum	   *elems;
-	int			dims[2];
-	int			lbs[2] = {1, 1};
+	ArrayType  *result;
 	Size		count;
+	Size		bytes;
 
 	BatchArgument(fcinfo, function, 1, packed, &b);
 	if (b.n == 0)
 		PG_RETURN_ARRAYTYPE_P(construct_empty_array(FLOAT4OID));
-	logits = ForwardBatch(function, m, &b, PG_GETARG_INT32(2));
-	if (pg_mul_size_overflow((Size) b.n, (Size) K, &count) || count > MaxArraySize)
+	if (pg_mul_size_overflow((Size) b.n, (Size) K, &count) || count > MaxArraySize ||
+		pg_mul_size_overflow(count, sizeof(float4), &bytes) ||
+		pg_add_size_overflow(bytes, ARR_OVERHEAD_NONULLS(2), &bytes) || bytes > MaxAllocSize)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s: %d images × %d logits do not fit in an array", function, b.n, K)));
-	elems = palloc_extended(count * sizeof(Datum), MCXT_ALLOC_HUGE);
-	for (Size i = 0; i < count; i++)
-		elems[i] = Float4GetDatum(logits[i]);
-	dims[0] = b.n;
-	dims[1] = K;
-	PG_RETURN_ARRAYTYPE_P(construct_md_array(elems, NULL, 2, dims, lbs, FLOAT4OID,
-											 sizeof(float4), true, TYPALIGN_INT));
+				 errmsg("%s: %d images × %d logits do not fit in an array", function, b.n, K),
+				 errhint("Ask for the classes with imgset_predict_batch, or pass fewer images.")));
+	result = (ArrayType *) palloc0(bytes);
+	SET_VARSIZE(result, bytes);
+	result->ndim = 2;
+	result->dataoffset = 0;
+	result->elemtype = FLOAT4OID;
+	ARR_DIMS(result)[0] = b.n;
+	ARR_DIMS(result)[1] = K;
+	ARR_LBOUND(result)[0] = 1;
+	ARR_LBOUND(result)[1] = 1;
+	ForwardBatch(function, m, &b, PG_GETARG_INT32(2), (float *) ARR_DATA_PTR(result), NULL);
+	PG_RETURN_ARRAYTYPE_P(result);
 }
 
 PG_FUNCTION_INFO_V1(imgset_predict_batch_packed);
@@ -1183,8 +1267,8 @@ imgset_checkpoint_info(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
-/* imgset_model_cache() → the models this backend holds: name, version, bytes, load_ms, calls,
- * and the OpenBLAS kernel in use. */
+/* imgset_model_cache() → the models this backend holds, to a role that may read the model
+ * tables: name, version, bytes, load_ms, calls, and the OpenBLAS kernel in use. */
 PG_FUNCTION_INFO_V1(imgset_model_cache);
 Datum
 imgset_model_cache(PG_FUNCTION_ARGS)
@@ -1194,7 +1278,10 @@ imgset_model_cache(PG_FUNCTION_ARGS)
 	CachedModel *entry;
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (model_cache == NULL)
+	/* Only to a role that may read models: the cache must not tell which exist. */
+	if (model_cache == NULL ||
+		pg_class_aclcheck(ExtensionTable(fcinfo, "models"), GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
+		pg_class_aclcheck(ExtensionTable(fcinfo, "model_chunks"), GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		return (Datum) 0;
 	hash_seq_init(&status, model_cache);
 	while ((entry = hash_seq_search(&status)) != NULL)
@@ -1202,8 +1289,6 @@ imgset_model_cache(PG_FUNCTION_ARGS)
 		Datum		values[6];
 		bool		nulls[6] = {false};
 
-		if (!entry->valid)
-			continue;
 		values[0] = CStringGetTextDatum(entry->name);
 		values[1] = Int64GetDatum(entry->version);
 		values[2] = Int64GetDatum((int64) entry->bytes);

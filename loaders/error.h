@@ -20,7 +20,21 @@ int imgset_fail(const char *fmt, ...) IMGSET_PRINTF(1, 2);
 /* Prefix this thread's current message with more context ("convert: " + message); returns -1. */
 int imgset_fail_prefix(const char *fmt, ...) IMGSET_PRINTF(1, 2);
 
-/* This thread's last error message ("" when none); valid until the next failure on this thread. */
+/* This thread's last error message ("" when none); valid until the next failure on this thread.
+ * Always valid UTF-8: a message cut at the buffer's end, or a byte sequence a "%.*s" cut in half,
+ * has the broken bytes replaced by '?'. */
 const char *imgset_error(void);
+
+/*
+ * Cancellation. A host that must be able to stop long work (the PostgreSQL extension: its hook
+ * runs CHECK_FOR_INTERRUPTS) sets a hook on its thread; the library's long loops call
+ * imgset_check_interrupt() between steps — the nn core between the ops of a pass, the
+ * safetensors parser between entries and tensors, the resizes per row. The hook may not
+ * return (the extension's jumps out of a cancelled call): the loops hold no resource at those
+ * points. Per thread: other threads (the trainer's workers) never call another's hook.
+ */
+typedef void (*ImgsetInterruptHook)(void);
+void imgset_set_interrupt_hook(ImgsetInterruptHook hook);
+void imgset_check_interrupt(void);
 
 #endif

@@ -115,12 +115,38 @@ typedef struct PgWriter {
 
 /* ---- connection -------------------------------------------------------------------------- */
 
+/* The last notice or warning a server sent on this thread's connections ("terminating
+ * connection due to administrator command" before it goes away), kept for the error message
+ * instead of being printed: the library prints nothing. */
+static __thread char last_notice[256];
+
+static void remember_notice(void *arg, const PGresult *notice)
+{
+    (void)arg;
+    const char *message = PQresultErrorField(notice, PG_DIAG_MESSAGE_PRIMARY);
+    snprintf(last_notice, sizeof last_notice, "%s", message ? message : "");
+    last_notice[strcspn(last_notice, "\n")] = '\0';
+}
+
+/* True when conn is gone. A command that found the server gone can leave the status OK until
+ * libpq reads again: read once to find out. */
+static int connection_lost(PGconn *conn)
+{
+    if (PQstatus(conn) == CONNECTION_OK)
+        PQconsumeInput(conn);
+    return PQstatus(conn) == CONNECTION_BAD;
+}
+
 /* libpq's last message for conn on one line (each run of line breaks, tabs and spaces as one
- * space, the trailing ones dropped), in a per-thread buffer. */
+ * space, the trailing ones dropped), in a per-thread buffer; for a connection that is gone, its
+ * first line (libpq's guesses follow it) and the server's last notice, if it sent one. */
 static const char *conn_message(PGconn *conn)
 {
     static __thread char msg[512];
+    int lost = conn && connection_lost(conn);
     snprintf(msg, sizeof msg, "%s", conn ? PQerrorMessage(conn) : "out of memory");
+    if (lost)
+        msg[strcspn(msg, "\n")] = '\0';
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
@@ -131,6 +157,8 @@ static const char *conn_message(PGconn *conn)
             msg[k++] = space ? ' ' : msg[i];
     }
     msg[k] = '\0';
+    if (lost && last_notice[0])
+        snprintf(msg + k, sizeof msg - k, " (the server said: %s)", last_notice);
     return msg;
 }
 
@@ -139,7 +167,7 @@ static const char *result_message(PGconn *conn, const PGresult *res)
 {
     static __thread char msg[512];
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (!primary)
+    if (!primary || (conn && connection_lost(conn)))
         return conn_message(conn);
     snprintf(msg, sizeof msg, "%s", primary);
     return msg;
@@ -196,9 +224,12 @@ static int parse_location(const char *uri, const char *location, char **conninfo
     return 0;
 }
 
-/* Check that the database conn is connected to has the extension; 0, or -1 naming uri. */
+/* A new connection: its server's notices kept for error messages, never printed, and the
+ * database checked for the extension; 0, or -1 naming uri. */
 static int check_extension(const char *uri, PGconn *conn)
 {
+    last_notice[0] = '\0';
+    PQsetNoticeReceiver(conn, remember_notice, NULL);
     PGresult *res = PQexec(conn, "SELECT 1 FROM pg_catalog.pg_extension "
                                  "WHERE extname = 'pg_imgset'");
     int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
@@ -887,7 +918,7 @@ static int reader_connect(Store *s, int from, const char *lost)
                     imgset_notice("%s: %s; reading from %s", s->uri, passed, server_name(sv, i));
                 return 0;
             }
-            if (sv->count == 1 || PQstatus(conn) != CONNECTION_BAD)
+            if (sv->count == 1 || !connection_lost(conn))
                 return -1;   /* it answers, but not with the data set */
             r->conn = NULL;
             if (used < sizeof passed)
@@ -917,7 +948,7 @@ static int reader_connect(Store *s, int from, const char *lost)
 static int failover(Store *s)
 {
     PgReader *r = s->impl;
-    if (r->servers.count < 2 || PQstatus(r->conn) != CONNECTION_BAD)
+    if (r->servers.count < 2 || !connection_lost(r->conn))
         return 0;
     char lost[600];
     snprintf(lost, sizeof lost, "lost server %s (%s)", server_name(&r->servers, r->server),

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "error.h"
+
 /* Where output pixel i of a side scaled by `scale` samples a source side of n pixels: the two
  * neighbours *i0, *i1 and the weight of *i1 (pixel centres aligned, edges clamped). */
 static void sample_at(int32_t i, float scale, int32_t n, int32_t *i0, int32_t *i1, float *w)
@@ -22,6 +24,7 @@ void transform_resize(uint8_t *dst, int32_t dh, int32_t dw, const uint8_t *src, 
 {
     float scale_y = (float)sh / (float)dh, scale_x = (float)sw / (float)dw;
     for (int32_t y = 0; y < dh; y++) {
+        imgset_check_interrupt();   /* a 16384-row resize takes seconds: a host may stop it */
         int32_t y0, y1, x0, x1;
         float wy, wx;
         sample_at(y, scale_y, sh, &y0, &y1, &wy);

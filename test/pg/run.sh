@@ -120,6 +120,10 @@ else
     done
 fi
 
+# 4b. What the module exports into the backend.
+PSQL="$BINDIR/psql -d imgset_tap" SO=extension/pg_imgset.so bash test/pg/exports.sh >"$WORK/tap.out" 2>&1
+relay exports <"$WORK/tap.out"
+
 # 5. The C tests of test/pg (built by the Makefile with tap.h and the library): the wire/fuzz
 # test and the postgresql:// store test. Not built is a failure, never a skip.
 psql_q -d postgres -c "CREATE DATABASE imgset_store" &&
@@ -173,6 +177,13 @@ status=$?
 relay identity <"$WORK/tap.out"
 [ "$status" -eq 0 ] || tap_fail "predict_identity.sh exited with $status"
 
+# 7b. The extension across versions and dumps: 0.1 updated to 0.2, pg_dump / pg_restore, and a
+# database that is not UTF-8.
+BINDIR=$BINDIR WORK=$WORK bash test/pg/upgrade_dump.sh >"$WORK/tap.out" 2>&1
+status=$?
+relay upgrade <"$WORK/tap.out"
+[ "$status" -eq 0 ] || tap_fail "upgrade_dump.sh exited with $status"
+
 # 8. The server survived everything.
 if "$BINDIR/psql" -X -Atc "SELECT 1" -d postgres >/dev/null 2>&1 &&
         ! grep -qE "terminated by signal|PANIC|was terminated" "$CLUSTER/server.log"; then
@@ -181,4 +192,12 @@ else
     tap_fail "the server is up and no backend crashed"
     grep -E "terminated|PANIC" "$CLUSTER/server.log" | head -10 | sed 's/^/# /'
 fi
+
+# 9. Faults, on a cluster of their own: the server killed during training, a disk that fills,
+# clients that go away, cancel and shutdown during a forward pass.
+mkdir -p "$WORK/faults"
+IMGSET=$IMGSET BINDIR=$BINDIR WORK=$WORK/faults bash test/pg/faults.sh >"$WORK/tap.out" 2>&1
+status=$?
+relay faults <"$WORK/tap.out"
+[ "$status" -eq 0 ] || tap_fail "faults.sh exited with $status"
 finish

@@ -9,3 +9,8 @@ t() {
     if "$@" >"$WORK/t.out" 2>&1; then ok "$what"
     else not_ok "$what"; sed 's/^/# /' "$WORK/t.out" | tail -10; fi
 }
+# same DESCRIPTION EXPECTED GOT — passes when the two are equal and not empty.
+same() {
+    if [ "$2" = "$3" ] && [ -n "$2" ]; then ok "$1"
+    else not_ok "$1"; echo "#   got:      $3"; echo "#   expected: $2"; fi
+}

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "error.h"
 #include "nn.h"
 #include "sizes.h"
 
@@ -327,9 +328,11 @@ static void segment_phase(const Pass *p, int t, int backward)
     int chunk = p->seg_kind == SEG_SAMPLE ? p->chunk : n1 - n0;
     for (int n = n0; n < n1; n += chunk) {
         int count = n1 - n < chunk ? n1 - n : chunk;
+        /* between ops: a host's interrupt hook may end the pass here (error.h) */
         for (int k = 0; k < p->seg_end - p->seg_begin; k++) {
             const ModelOp *op = &g->ops[backward ? p->seg_end - 1 - k : p->seg_begin + k];
             OpCall c = op_call(p, op, n, count, t, backward);
+            imgset_check_interrupt();
             (backward ? cpu_ops[op->kind].backward : cpu_ops[op->kind].forward)(&c);
         }
     }

@@ -454,6 +454,7 @@ int safetensors_parse(Safetensors *st, const uint8_t *file, size_t len, void *ar
     else
         for (;;) {
             const char *name;
+            imgset_check_interrupt();   /* a 16 MB header has many entries */
             if (parse_string(&ps, &name) || expect(&ps, ':'))
                 return -1;
             if (strcmp(name, "__metadata__") == 0) {
@@ -568,6 +569,8 @@ int safetensors_read_f32(const Safetensors *st, const SafetensorsTensor *t, floa
                            t->name, (t->end - t->begin) / 4, count);
     const uint8_t *src = st->data + t->begin;
     for (size_t i = 0; i < count; i++) {
+        if ((i & ((1u << 20) - 1)) == 0)
+            imgset_check_interrupt();   /* between megafloats of a large tensor */
         uint32_t bits = (uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 |
                         (uint32_t)src[4 * i + 2] << 16 | (uint32_t)src[4 * i + 3] << 24;
         memcpy(&dst[i], &bits, 4);
