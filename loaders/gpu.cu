@@ -60,6 +60,25 @@ void gpu_describe(char *out, size_t n)
              runtime / 1000, runtime % 1000 / 10, driver / 1000, driver % 1000 / 10);
 }
 
+int gpu_current_device(void)
+{
+    int device = 0;
+    cudaError_t err = cudaGetDevice(&device);
+    if (err != cudaSuccess)
+        return cuda_fail("cudaGetDevice", err);
+    return device;
+}
+
+int gpu_use_device(int device)
+{
+    cudaError_t err = cudaSetDevice(device);
+    if (err != cudaSuccess) {
+        cuda_fail("cudaSetDevice", err);
+        return imgset_fail_prefix("CUDA device %d: ", device);
+    }
+    return 0;
+}
+
 void *gpu_host_alloc(size_t bytes)
 {
     void *p = NULL;

@@ -28,6 +28,12 @@ int gpu_require_device(const char *who);
  * call after gpu_require_device() succeeded. */
 void gpu_describe(char *out, size_t n);
 
+/* The calling thread's CUDA device number (0 until it chooses one); -1 with imgset_fail(). */
+int gpu_current_device(void);
+
+/* Make `device` the calling thread's CUDA device; 0, or -1 with imgset_fail(). */
+int gpu_use_device(int device);
+
 /* Pinned (page-locked) host memory, so that copies from it are asynchronous and fast.
  * Free with gpu_host_free() (NULL is fine). */
 void *gpu_host_alloc(size_t bytes);

@@ -22,6 +22,7 @@ enum {
     cudaSuccess = 0,
     cudaErrorInvalidValue = 1,
     cudaErrorInvalidConfiguration = 9,
+    cudaErrorInvalidDevice = 101,
     cudaErrorInsufficientDriver = 35,
     cudaErrorNoDevice = 100,
     cudaErrorNotSupported = 801,
@@ -111,6 +112,7 @@ cudaError_t cudaGetDeviceCount(int *);
 cudaError_t cudaRuntimeGetVersion(int *);
 cudaError_t cudaDriverGetVersion(int *);
 cudaError_t cudaGetDevice(int *);
+cudaError_t cudaSetDevice(int);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *, int);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *, unsigned);
 cudaError_t cudaStreamSynchronize(cudaStream_t);

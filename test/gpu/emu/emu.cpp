@@ -101,6 +101,12 @@ cudaError_t cudaGetDevice(int *device)
     return cudaSuccess;
 }
 
+/* One emulated device, number 0. */
+cudaError_t cudaSetDevice(int device)
+{
+    return device == 0 ? cudaSuccess : cudaErrorInvalidDevice;
+}
+
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int)
 {
     snprintf(p->name, sizeof p->name, "host emulation (test/gpu/emu)");
