@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run.sh — run every test suite (each prints TAP) and end with "N passed, N failed, N skipped".
 # Suites: build checks, C unit tests, fuzz targets (bounded), end-to-end scripts, Python
-# interop, PostgreSQL.
-# Usage: test/run.sh [SUITE...]   (build unit fuzz e2e interop pg; default: all)
+# interop, PostgreSQL, the Python package (build/python).
+# Usage: test/run.sh [SUITE...]   (build unit fuzz e2e interop pg python; default: all)
 set -u
 cd "$(dirname "$0")/.."
 export IMGSET="$PWD/build/imgset"
@@ -62,7 +62,7 @@ require_built() {
     done
 }
 
-suites=${*:-build unit fuzz e2e interop pg}
+suites=${*:-build unit fuzz e2e interop pg python}
 for suite in $suites; do
     programs_before=$programs
     case $suite in
@@ -92,6 +92,8 @@ for suite in $suites; do
         for t in test/interop/test_*.py; do [ -f "$t" ] && run_tap "interop/$(basename "$t")" "$PYTHON" "$t"; done ;;
     pg)
         [ -f test/pg/run.sh ] && run_tap "pg" bash test/pg/run.sh ;;
+    python)
+        for t in test/python/test_*.py; do [ -f "$t" ] && run_tap "python/$(basename "$t")" "$PYTHON" "$t"; done ;;
     *)
         echo "run.sh: unknown suite $suite" >&2; failed=$((failed + 1)); continue ;;
     esac
