@@ -157,7 +157,8 @@ INCLUDES := -Iloaders -Itrainer/nn -Itrainer/train -Itrainer/cli
 HEADERS  := $(wildcard loaders/*.h trainer/*/*.h)
 CFLAGS   += $(INCLUDES)
 
-.PHONY: all check demo bench install install-if-root deps extension clean report python-flags
+.PHONY: all check demo bench install install-python install-if-root deps extension clean report \
+        python-flags
 .SECONDARY:
 all: report $(BUILD)/imgset $(UNIT_BIN) $(EMU_BIN) $(PGTEST_BIN) $(BENCH_BIN) $(FUZZ_BIN) extension \
      $(PY_MODULE) $(PY_FILES) $(PY_EMU)
@@ -271,11 +272,16 @@ else
 	@echo "imgset build: extension left out (no postgresql-server-dev)"
 endif
 
-install: all
+install: all install-python
 	$(MAKE) -C extension PG_CONFIG=$(PG_CONFIG) install
+
+# The Python package where /usr/bin/python3 finds it (its site folder, /usr/local/lib/python3*).
+install-python: $(PY_MODULE) $(PY_FILES)
 ifneq ($(PY_MODULE),)
 	install -d $(DESTDIR)$(PY_SITE)/imgset
 	install -m 644 $(PY_FILES) $(PY_MODULE) $(DESTDIR)$(PY_SITE)/imgset/
+else
+	@echo "imgset: the Python package is not built (python3-dev and numpy for $(PYTHON))"
 endif
 
 # The benchmark's embedded cluster needs the extension installed: as root, install it.

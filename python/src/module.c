@@ -2,10 +2,10 @@
  * (convert, generate, digest) over the loaders library. */
 #include "module.h"
 
-#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "clock.h"
 #include "digest.h"
 #include "error.h"
 #include "generate.h"
@@ -78,13 +78,6 @@ typedef struct CopyProgress {
     double last_check;
     int interrupted;
 } CopyProgress;
-
-static double monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ProgressFn for store_copy: stop (with KeyboardInterrupt set) when a signal handler raised. */
 static int copy_progress(void *ctx, int64_t done, int64_t total)
