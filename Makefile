@@ -148,6 +148,7 @@ BENCH_BIN := $(patsubst test/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 # The Python package in build/python (PYTHONPATH=build/python), and in CUDA builds the same
 # module linked against the host emulation of CUDA (build/python-emu/_imgset_emu), for tests.
 PY_OBJ    := $(patsubst python/src/%.c,$(BUILD)/pyobj/%.o,$(wildcard python/src/*.c))
+PY_CLI_OBJ := $(if $(HAVE_PG),$(BUILD)/obj/trainer/cli/pgserver.o)   # the bench's cluster
 PY_MODULE := $(if $(PY_INCLUDE),$(BUILD)/python/imgset/_imgset$(PY_EXT))
 PY_FILES  := $(if $(PY_INCLUDE),$(patsubst python/%,$(BUILD)/python/%,$(wildcard python/imgset/*.py)))
 PY_EMU    := $(if $(and $(PY_INCLUDE),$(HAVE_CUDA)),$(BUILD)/python-emu/_imgset_emu$(PY_EXT))
@@ -220,24 +221,25 @@ PY_LINK   := -shared -Wl,--exclude-libs,ALL
 $(BUILD)/pyobj/%.o: python/src/%.c $(wildcard python/src/*.h) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(PY_CFLAGS) -c $< -o $@
-$(PY_MODULE): $(PY_OBJ) $(BUILD)/libimgset.a
+$(PY_MODULE): $(PY_OBJ) $(PY_CLI_OBJ) $(BUILD)/libimgset.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PY_LINK) -o $@ $(PY_OBJ) $(BUILD)/libimgset.a $(LDLIBS)
+	$(CC) $(CFLAGS) $(PY_LINK) -o $@ $(PY_OBJ) $(PY_CLI_OBJ) $(BUILD)/libimgset.a $(LDLIBS)
 $(BUILD)/python/%.py: python/%.py
 	@mkdir -p $(dir $@)
 	cp $< $@
 $(BUILD)/pyemuobj/%.o: python/src/%.c $(wildcard python/src/*.h) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(PY_CFLAGS) -DIMGSET_MODULE_NAME_BARE=_imgset_emu -c $< -o $@
-$(PY_EMU): $(PY_OBJ:$(BUILD)/pyobj/%=$(BUILD)/pyemuobj/%) $(LIB_OBJ) $(EMU_OBJ)
+$(PY_EMU): $(PY_OBJ:$(BUILD)/pyobj/%=$(BUILD)/pyemuobj/%) $(PY_CLI_OBJ) $(LIB_OBJ) $(EMU_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PY_LINK) -o $@ $^ $(filter-out -lcudart -lcublas,$(LDLIBS))
 
 # For python/setup.py (pip install ./python): build the library, then print the flags to
 # compile against it and link it.
-python-flags: $(BUILD)/libimgset.a
-	@echo "CFLAGS -I$(CURDIR)/loaders $(filter -I/% -DIMGSET_HAVE_%,$(CFLAGS)) -fvisibility=hidden"
-	@echo "LDFLAGS -Wl,--exclude-libs,ALL $(abspath $(BUILD)/libimgset.a) $(LDLIBS)"
+python-flags: $(BUILD)/libimgset.a $(PY_CLI_OBJ)
+	@echo "CFLAGS $(addprefix -I$(CURDIR)/,loaders trainer/cli) \
+	    $(filter -I/% -DIMGSET_HAVE_%,$(CFLAGS)) -fvisibility=hidden"
+	@echo "LDFLAGS -Wl,--exclude-libs,ALL $(abspath $(PY_CLI_OBJ) $(BUILD)/libimgset.a) $(LDLIBS)"
 
 # Benchmark programs (test/bench/*.c): run by hand, never by make check. allreduce.c is MPI's.
 $(BUILD)/bench/allreduce: test/bench/allreduce.c $(BUILD)/libimgset.a

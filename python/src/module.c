@@ -241,6 +241,10 @@ PyMODINIT_FUNC INIT_NAME(IMGSET_MODULE_NAME_BARE)(void)
     if (PyType_Ready(&LoaderType) < 0 || PyType_Ready(&BatchArrayType) < 0 ||
         PyType_Ready(&StoreType) < 0)
         return NULL;
+#ifdef IMGSET_HAVE_LIBPQ
+    if (PyType_Ready(&PgServerType) < 0)
+        return NULL;
+#endif
     PyObject *m = PyModule_Create(&module_def);
     if (!m)
         return NULL;
@@ -261,5 +265,11 @@ PyMODINIT_FUNC INIT_NAME(IMGSET_MODULE_NAME_BARE)(void)
         Py_DECREF(m);
         return NULL;
     }
+#ifdef IMGSET_HAVE_LIBPQ
+    if (PyModule_AddObjectRef(m, "PgServer", (PyObject *)&PgServerType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
     return m;
 }

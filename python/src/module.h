@@ -37,5 +37,8 @@ PyObject *dataset_info_to_dict(const DatasetInfo *info);
 extern PyTypeObject LoaderType;      /* _imgset.Loader: the C loader, batches over DLPack */
 extern PyTypeObject BatchArrayType;  /* _imgset.BatchArray: one tensor of a kept batch */
 extern PyTypeObject StoreType;       /* _imgset.Store: random access to one store */
+#ifdef IMGSET_HAVE_LIBPQ
+extern PyTypeObject PgServerType;    /* _imgset.PgServer: a throwaway PostgreSQL cluster */
+#endif
 
 #endif
