@@ -26,6 +26,9 @@ typedef struct BatchBuffers {
     uint8_t *device_pixels;   /* (batch_size, H, W, C) device, with LOADER_CUDA */
     float *device_data;       /* (batch_size, C, H, W) device, with LOADER_CUDA and want_float */
     int64_t *device_indices;  /* (batch_size,) device, for gathers on the device */
+    GpuEvent *consumers[LOADER_MAX_CONSUMERS];  /* a released batch's consumers' streams: the
+                                                 * device buffers are refilled after these */
+    int nconsumers;
 } BatchBuffers;
 
 /* One batch in the ring. */
@@ -229,6 +232,11 @@ static int fill_slot(Filler *f, Slot *slot, int64_t number)
     int gathered = 0;         /* 1 when the store put the batch into GPU memory itself */
     double copy_seconds = 0;
 #ifdef IMGSET_HAVE_CUDA
+    /* Kernels of the batch's last consumer may still read its device buffers: everything
+     * this filler queues from here on waits for them (on the device). */
+    for (; slot->buf.nconsumers > 0; slot->buf.nconsumers--)
+        if (gpu_stream_wait_event(f->stream, slot->buf.consumers[slot->buf.nconsumers - 1]) < 0)
+            return imgset_fail_prefix("%s: waiting for a batch's last reader: ", l->uri);
     if (l->device_gather &&
         (gathered = gpummap_gather(f->store, l->opt.split, slot->buf.indices, n, f->stream,
                                    slot->buf.device_pixels, slot->buf.device_indices,
@@ -314,6 +322,10 @@ static void batch_host_free(const BufferPool *p, void *mem)
 
 static void buffers_free(const BufferPool *p, BatchBuffers *b)
 {
+#ifdef IMGSET_HAVE_CUDA
+    for (int i = 0; i < b->nconsumers; i++)
+        gpu_event_destroy(b->consumers[i]);
+#endif
     free(b->labels);
     batch_host_free(p, b->indices);
     batch_host_free(p, b->pixels);
@@ -452,6 +464,11 @@ LoaderKept *loader_keep(Loader *l, Batch *batch)
 
 void loader_release(LoaderKept *k)
 {
+    loader_release_after(k, NULL, 0);
+}
+
+void loader_release_after(LoaderKept *k, GpuEvent *const *events, int n)
+{
     if (!k)
         return;
     BufferPool *p = k->pool;
@@ -459,6 +476,8 @@ void loader_release(LoaderKept *k)
      * mutex at the fork: leave both alone. */
     if (p->pid != getpid())
         return;
+    for (int i = 0; i < n && i < LOADER_MAX_CONSUMERS; i++)
+        k->buf.consumers[k->buf.nconsumers++] = events[i];
     pthread_mutex_lock(&p->mutex);
     p->kept--;
     int spare = !p->closed && p->nspare < p->max_spare;

@@ -99,6 +99,14 @@ LoaderKept *loader_keep(Loader *l, Batch *batch);
  * In a child process after fork() it does nothing: the memory is the parent's. NULL is fine. */
 void loader_release(LoaderKept *kept);
 
+/* loader_release for a batch in GPU memory (LOADER_CUDA) whose consumer may still have kernels
+ * queued that read it: the buffers are refilled only after each of events[0..n-1] (at most
+ * LOADER_MAX_CONSUMERS; gpu_event_record on the consumers' streams, see gpu.h) has completed,
+ * which the filler's stream waits for on the device. The loader owns the events from here. */
+enum { LOADER_MAX_CONSUMERS = 8 };
+typedef struct GpuEvent GpuEvent;
+void loader_release_after(LoaderKept *kept, GpuEvent *const *events, int n);
+
 /* Batches kept and not yet released, and spare buffer sets waiting for the ring. */
 void loader_buffer_counts(const Loader *l, int *kept, int *spare);
 

@@ -21,6 +21,8 @@
 typedef struct HeldBatch {
     atomic_int refs;
     LoaderKept *kept;
+    atomic_int nconsumers;      /* CUDA images exported and released: events below */
+    GpuEvent *consumers[LOADER_MAX_CONSUMERS];  /* on each consumer's stream at its release */
     DLDevice image_device;
     DLDataType image_dtype;
     void *image_data;
@@ -34,7 +36,9 @@ typedef struct HeldBatch {
 static void held_unref(HeldBatch *h)
 {
     if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) == 1) {
-        loader_release(h->kept);
+        int n = atomic_load(&h->nconsumers);
+        loader_release_after(h->kept, h->consumers, n < LOADER_MAX_CONSUMERS ? n
+                                                       : LOADER_MAX_CONSUMERS);
         free(h);
     }
 }
@@ -48,11 +52,32 @@ typedef struct BatchArrayObject {
     int which;               /* ARRAY_IMAGES or ARRAY_LABELS */
 } BatchArrayObject;
 
-/* The DLPack deleter: called by the consumer (torch, numpy) when its tensor dies. */
+/* One export: the DLPack tensor, and the stream its consumer named (CUDA images). */
+typedef struct Export {
+    DLManagedTensor managed;     /* first: the consumer sees a DLManagedTensor */
+    uintptr_t stream;
+} Export;
+
+/* The DLPack deleter: called by the consumer (torch, numpy) when its tensor dies, on any
+ * thread. For GPU images the consumer's queued kernels may still read the batch: an event on
+ * its stream makes the loader refill these buffers only after they ran. */
 static void export_deleter(DLManagedTensor *m)
 {
+    Export *e = (Export *)m;
     HeldBatch *h = m->manager_ctx;
-    free(m);
+#ifdef IMGSET_HAVE_CUDA
+    if (m->dl_tensor.device.device_type == kDLCUDA) {
+        int i = atomic_fetch_add(&h->nconsumers, 1);
+        GpuEvent *event = i < LOADER_MAX_CONSUMERS ? gpu_event_record(e->stream) : NULL;
+        if (event)
+            h->consumers[i] = event;
+        else if (gpu_sync_consumer_stream(e->stream) < 0)
+            fprintf(stderr, "imgset: %s\n", imgset_error());   /* nobody else to tell */
+        if (!event && i < LOADER_MAX_CONSUMERS)
+            atomic_fetch_sub(&h->nconsumers, 1);
+    }
+#endif
+    free(e);
     held_unref(h);
 }
 
@@ -98,12 +123,21 @@ static PyObject *batch_array_dlpack(BatchArrayObject *self, PyObject *args, PyOb
                         "imgset batches are shared without a copy (copy=True is not offered)");
         return NULL;
     }
-    DLManagedTensor *m = calloc(1, sizeof *m);
-    if (!m)
+    /* DLPack: None means the consumer did not say; assume the legacy default stream (1). */
+    uintptr_t consumer_stream = 1;
+    if (stream != Py_None) {
+        consumer_stream = (uintptr_t)PyLong_AsUnsignedLongLongMask(stream);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    Export *e = calloc(1, sizeof *e);
+    if (!e)
         return PyErr_NoMemory();
+    DLManagedTensor *m = &e->managed;
     m->dl_tensor = array_tensor(self);
     m->manager_ctx = self->held;
     m->deleter = export_deleter;
+    e->stream = consumer_stream;
     atomic_fetch_add_explicit(&self->held->refs, 1, memory_order_relaxed);
     PyObject *capsule = PyCapsule_New(m, "dltensor", capsule_destructor);
     if (!capsule)
@@ -337,6 +371,7 @@ static HeldBatch *held_new(const LoaderObject *self, LoaderKept *kept, const Bat
     if (!h)
         return imgset_fail("out of memory for a batch's labels"), NULL;
     atomic_init(&h->refs, 1);
+    atomic_init(&h->nconsumers, 0);
     h->kept = kept;
     int64_t n = b->count, H = b->shape.height, W = b->shape.width, C = b->shape.channels;
     int cuda = self->device == LOADER_CUDA;

@@ -36,6 +36,7 @@ enum cudaMemcpyKind {
     cudaMemcpyDeviceToDevice,
 };
 #define cudaStreamNonBlocking 1
+#define cudaEventDisableTiming 2
 #define cudaHostAllocDefault 0
 #define cudaHostRegisterMapped 2
 #define cudaHostRegisterReadOnly 8
@@ -118,6 +119,8 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *, unsigned);
 cudaError_t cudaStreamSynchronize(cudaStream_t);
 cudaError_t cudaStreamDestroy(cudaStream_t);
 cudaError_t cudaEventCreate(cudaEvent_t *);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *, unsigned);
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned);
 cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t);
 cudaError_t cudaEventSynchronize(cudaEvent_t);
 cudaError_t cudaEventElapsedTime(float *, cudaEvent_t, cudaEvent_t);
