@@ -527,16 +527,23 @@ def train_store(store, uri, shape, shape_info, classes, model, run, args, cells)
 
 
 def read_store(cli, store, uri, shape, run, args, cells):
+    """Both loaders one after the other (which goes first alternates with the run), so that
+    the ratio of a run compares the two under the same load."""
     size = SHAPES[shape][3]
-    if args.cold:
-        drop_cache(uri)
-    py = python_read(uri, size, args)
-    if args.cold:
-        drop_cache(uri)
-    c = cli_read(cli, uri, size, args) if cli else []
-    cell = cells.setdefault((store, shape), {"python": [], "c": []})
+    measured = {}
+    for who in (("python", "c") if run % 2 == 0 else ("c", "python")):
+        if args.cold:
+            drop_cache(uri)
+        if who == "python":
+            measured[who] = python_read(uri, size, args)
+        else:
+            measured[who] = cli_read(cli, uri, size, args) if cli else []
+    py, c = measured["python"], measured["c"]
+    cell = cells.setdefault((store, shape), {"python": [], "c": [], "ratios": []})
     cell["python"] += py
     cell["c"] += c
+    if c:
+        cell["ratios"].append(statistics.median(py) / statistics.median(c))
     log("run %d %s %s: imgset.Loader %.0f images/s, imgset read %s" % (
         run + 1, shape, store, statistics.median(py),
         "%.0f images/s" % statistics.median(c) if c else "n/a (no imgset command found)"))
@@ -613,18 +620,17 @@ def report(args, stores, train_cells, read_cells):
     read_json = []
     if read_cells:
         lines.extend(["## Loader only: imgset.Loader from Python next to imgset read "
-                      "(images/s; batch %d, %d workers, float32; higher is better)"
-                      % (READ_BATCH, READ_WORKERS), "",
+                      "(images/s over every timed epoch; batch %d, %d workers, float32; higher "
+                      "is better; Python / C: each run's ratio of medians, the two measured "
+                      "back to back)" % (READ_BATCH, READ_WORKERS), "",
                       "| store | shape | imgset.Loader (Python) | imgset read (C) | Python / C |",
                       "|---|---|---|---|---|"])
         for (store, shape), rates in read_cells.items():
-            py, c = summary(rates["python"]), summary(rates["c"])
-            ratio = "%.3f" % (py["median"] / c["median"]) if py and c else "n/a"
+            py, c, ratio = (summary(rates[k]) for k in ("python", "c", "ratios"))
             lines.append("| %s | %s | %s | %s | %s |" % (store, shape, fmt(py, 0), fmt(c, 0),
-                                                         ratio))
+                                                         fmt(ratio, 3)))
             read_json.append({"store": store, "shape": shape, "python_images_per_s": py,
-                              "cli_images_per_s": c, "ratio": py["median"] / c["median"]
-                              if py and c else None})
+                              "cli_images_per_s": c, "ratio": ratio})
             for who, s in (("python", py), ("cli", c)):
                 if s:
                     csv_rows.append([store, who, shape, "read_images_per_s", s["median"],

@@ -109,8 +109,9 @@ class Loader:
     Ownership: a batch's memory stays valid, and unchanged, while any tensor or view made from
     it lives. Each batch handed out is taken out of the loader's ring; when the last tensor
     viewing it dies, its DLPack deleter (which touches no Python object and may run on any
-    thread) gives the memory back. A caller who keeps many batches makes the pool grow; no
-    batch is ever overwritten while viewed. Batches stay valid after close().
+    thread) gives the memory back; GPU memory is refilled only after the kernels already
+    queued on the consumer's stream have run. A caller who keeps many batches makes the pool
+    grow; no batch is ever overwritten while viewed. Batches stay valid after close().
 
     Epochs: len(loader) is the number of batches of this rank per epoch. Each new iteration
     starts the next epoch (0, 1, 2, …); set_epoch(e) chooses the epoch of the next one, as
