@@ -20,15 +20,28 @@ BUILD_PYTHON = os.path.join(ROOT, "build", "python")
 
 
 def import_imgset(script):
-    """The package built into build/python, or skip the whole script saying why."""
+    """The package built into build/python. Where it cannot be built (no python3-dev or numpy
+    for this python, or NO_PYTHON) the script is skipped saying why; where it could be, a
+    missing package is a failure, not a skip."""
     if BUILD_PYTHON not in sys.path:
         sys.path.insert(0, BUILD_PYTHON)
     try:
         import imgset
+        return imgset
     except ImportError as e:
-        tap.skip_all(script, "the Python package is not built (python3-dev and numpy for "
-                             "/usr/bin/python3; make): %s" % e)
-    return imgset
+        error = e
+    import sysconfig
+    headers = os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        headers = False
+    if not headers:
+        tap.skip_all(script, "the Python package cannot be built here (python3-dev and numpy "
+                             "for /usr/bin/python3)")
+    ok(False, "%s: the Python package is not built in build/python (run make): %s"
+       % (script, error))
+    tap.finish()
 
 
 def python_env(**extra):
