@@ -64,9 +64,9 @@ def parse_args(argv):
         "\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", default=",".join(SHAPES), help="comma list of %s" % ", ".join(SHAPES))
     p.add_argument("--stores", default=",".join(STORES), help="comma list of %s" % ", ".join(STORES))
-    p.add_argument("--mode", default="train", choices=["read", "train", "both"],
-                   help="train (default): the table in PyTorch; read: imgset.Loader from "
-                        "Python next to imgset read")
+    p.add_argument("--mode", default="both", choices=["read", "train", "both"],
+                   help="train: the table in PyTorch; read: imgset.Loader from Python next "
+                        "to imgset read; both (default), as imgset bench")
     p.add_argument("--epochs", type=int, default=2, help="epochs per run (default 2)")
     p.add_argument("--runs", type=int, default=3, help="runs per cell (default 3)")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the full counts")
