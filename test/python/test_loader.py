@@ -269,7 +269,7 @@ def threads_and_imports(uri):
             "after_import = n()\n"
             "loader = imgset.Loader(%r, batch_size=64, workers=3)\n"
             "after_open = n()\n"
-            "torch_imported = 'torch' in sys.modules\n"
+            "torch_imported = any(m in sys.modules for m in ('torch', 'psycopg', 'psycopg2'))\n"
             "import torch\n"
             "with_torch = n()\n"
             "next(iter(loader))\n"
@@ -278,7 +278,8 @@ def threads_and_imports(uri):
     counts = out.split()
     ok(status == 0 and counts[:3] == [counts[0]] * 3 and counts[3] == "False" and
        int(counts[5]) == int(counts[4]) + 3,
-       "no thread at import or construction, no torch import; 3 workers on the first batch "
+       "no thread at import or construction, no torch or psycopg import; 3 workers on the "
+       "first batch "
        "(threads: %s)" % out.strip())
     code = ("import sys; sys.modules['torch'] = None\n"
             "import imgset, numpy\n"
