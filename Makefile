@@ -2,8 +2,9 @@
 #   make            build everything this machine can build (prints what it found)
 #   make check      install missing packages, build, run every test suite
 #   make demo       install missing packages, build, run the small benchmark
-#   make install    install the extension into the PostgreSQL found by pg_config
-# Turn optional parts off with NO_HDF5=1, NO_PG=1, NO_CUDA=1, NO_MPI=1, NO_FUZZ=1.
+#   make install    install the extension into the PostgreSQL found by pg_config, and the
+#                   Python package where /usr/bin/python3 finds it (/usr/local/lib/python3*)
+# Turn optional parts off with NO_HDF5=1, NO_PG=1, NO_CUDA=1, NO_MPI=1, NO_FUZZ=1, NO_PYTHON=1.
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -89,6 +90,24 @@ missing  += mpi
 endif
 endif
 
+# Python: the package is built for Debian's /usr/bin/python3 (not a python on the PATH) when
+# it has its headers (python3-dev) and numpy. One probe: include dir, module suffix, site dir.
+PYTHON ?= /usr/bin/python3
+ifndef NO_PYTHON
+PY_PROBE := $(shell $(PYTHON) -c "import os, sysconfig, numpy; p = sysconfig.get_paths(); \
+    ok = os.path.exists(os.path.join(p['include'], 'Python.h')); \
+    print(p['include'], sysconfig.get_config_var('EXT_SUFFIX'), p['platlib']) if ok else 0" \
+    2>/dev/null)
+endif
+ifeq ($(words $(PY_PROBE)),3)
+PY_INCLUDE := $(word 1,$(PY_PROBE))
+PY_EXT     := $(word 2,$(PY_PROBE))
+PY_SITE    := $(word 3,$(PY_PROBE))
+found   += python
+else
+missing += python(python3-dev+numpy)
+endif
+
 # Library versions for the benchmark's machine line.
 LIB_VERSIONS := $(foreach p,libpng libjpeg zlib libdeflate hdf5 openblas libpq,$(p) $(shell $(PKG) --modversion $(p) 2>/dev/null || echo none))
 CFLAGS  += -DIMGSET_LIBRARY_VERSIONS='"$(strip $(LIB_VERSIONS))"'
@@ -126,15 +145,24 @@ PGTEST_BIN := $(if $(HAVE_PG),$(patsubst test/pg/%.c,$(BUILD)/pgtest/%,$(wildcar
 BENCH_SRC := $(filter-out $(if $(HAVE_PG),,test/bench/bench_batch.c) \
                           $(if $(HAVE_MPI),,test/bench/allreduce.c),$(wildcard test/bench/*.c))
 BENCH_BIN := $(patsubst test/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+# The Python package in build/python (PYTHONPATH=build/python), and in CUDA builds the same
+# module linked against the host emulation of CUDA (build/python-emu/_imgset_emu), for tests.
+PY_OBJ    := $(patsubst python/src/%.c,$(BUILD)/pyobj/%.o,$(wildcard python/src/*.c))
+PY_CLI_OBJ := $(if $(HAVE_PG),$(BUILD)/obj/trainer/cli/pgserver.o)   # the bench's cluster
+PY_MODULE := $(if $(PY_INCLUDE),$(BUILD)/python/imgset/_imgset$(PY_EXT))
+PY_FILES  := $(if $(PY_INCLUDE),$(patsubst python/%,$(BUILD)/python/%,$(wildcard python/imgset/*.py)))
+PY_EMU    := $(if $(and $(PY_INCLUDE),$(HAVE_CUDA)),$(BUILD)/python-emu/_imgset_emu$(PY_EXT))
 FUZZ_SRC := $(if $(FUZZ_CC),$(wildcard test/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:test/fuzz/%.c=$(BUILD)/fuzz/%)
 INCLUDES := -Iloaders -Itrainer/nn -Itrainer/train -Itrainer/cli
 HEADERS  := $(wildcard loaders/*.h trainer/*/*.h)
 CFLAGS   += $(INCLUDES)
 
-.PHONY: all check demo bench install install-if-root deps extension clean report
+.PHONY: all check demo bench install install-python install-if-root deps extension clean report \
+        python-flags
 .SECONDARY:
-all: report $(BUILD)/imgset $(UNIT_BIN) $(EMU_BIN) $(PGTEST_BIN) $(BENCH_BIN) $(FUZZ_BIN) extension
+all: report $(BUILD)/imgset $(UNIT_BIN) $(EMU_BIN) $(PGTEST_BIN) $(BENCH_BIN) $(FUZZ_BIN) extension \
+     $(PY_MODULE) $(PY_FILES) $(PY_EMU)
 
 report:
 	@echo "imgset build: found: $(strip $(found))"
@@ -172,7 +200,7 @@ $(BUILD)/test/%: test/gpu/%.c test/unit/tap.h $(BUILD)/libimgset.a
 # __syncthreads a barrier; see loaders/gpu_launch.h): the loader's GPU path, the GPU executor
 # and their kernels checked against the CPU on every machine, GPU or not. test_emu checks the
 # emulation itself.
-EMU_CXXFLAGS := -O1 -g -std=c++17 -DIMGSET_CUDA_EMULATION -Itest/gpu/emu $(INCLUDES) \
+EMU_CXXFLAGS := -O1 -g -std=c++17 -fPIC -DIMGSET_CUDA_EMULATION -Itest/gpu/emu $(INCLUDES) \
                 $(filter-out -I$(CUDA_HOME)/include,$(filter -DIMGSET_HAVE_% -I%,$(CFLAGS)))
 EMU_OBJ := $(CU_SRC:%.cu=$(BUILD)/emuobj/%.o) $(BUILD)/emuobj/emu.o
 $(BUILD)/emuobj/%.o: %.cu $(HEADERS) $(wildcard test/gpu/emu/*.h)
@@ -191,6 +219,32 @@ $(BUILD)/test/%_emu: test/gpu/%.c test/unit/tap.h $(LIB_OBJ) $(EMU_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(LIB_OBJ) $(EMU_OBJ) \
 	    $(filter-out -lcudart -lcublas,$(LDLIBS))
+
+# The Python extension module: our objects, libimgset.a's symbols kept inside the module.
+PY_CFLAGS := $(CFLAGS) -I$(PY_INCLUDE) -fvisibility=hidden
+PY_LINK   := -shared -Wl,--exclude-libs,ALL
+$(BUILD)/pyobj/%.o: python/src/%.c $(wildcard python/src/*.h) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(PY_CFLAGS) -c $< -o $@
+$(PY_MODULE): $(PY_OBJ) $(PY_CLI_OBJ) $(BUILD)/libimgset.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PY_LINK) -o $@ $(PY_OBJ) $(PY_CLI_OBJ) $(BUILD)/libimgset.a $(LDLIBS)
+$(BUILD)/python/%.py: python/%.py
+	@mkdir -p $(dir $@)
+	cp $< $@
+$(BUILD)/pyemuobj/%.o: python/src/%.c $(wildcard python/src/*.h) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(PY_CFLAGS) -DIMGSET_MODULE_NAME_BARE=_imgset_emu -c $< -o $@
+$(PY_EMU): $(PY_OBJ:$(BUILD)/pyobj/%=$(BUILD)/pyemuobj/%) $(PY_CLI_OBJ) $(LIB_OBJ) $(EMU_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PY_LINK) -o $@ $^ $(filter-out -lcudart -lcublas,$(LDLIBS))
+
+# For python/setup.py (pip install ./python): build the library, then print the flags to
+# compile against it and link it.
+python-flags: $(BUILD)/libimgset.a $(PY_CLI_OBJ)
+	@echo "CFLAGS $(addprefix -I$(CURDIR)/,loaders trainer/cli) \
+	    $(filter -I/% -DIMGSET_HAVE_%,$(CFLAGS)) -fvisibility=hidden"
+	@echo "LDFLAGS -Wl,--exclude-libs,ALL $(abspath $(PY_CLI_OBJ) $(BUILD)/libimgset.a) $(LDLIBS)"
 
 # Benchmark programs (test/bench/*.c): run by hand, never by make check. allreduce.c is MPI's.
 $(BUILD)/bench/allreduce: test/bench/allreduce.c $(BUILD)/libimgset.a
@@ -225,8 +279,17 @@ else
 	@echo "imgset build: extension left out (no postgresql-server-dev)"
 endif
 
-install: all
+install: all install-python
 	$(MAKE) -C extension PG_CONFIG=$(PG_CONFIG) install
+
+# The Python package where /usr/bin/python3 finds it (its site folder, /usr/local/lib/python3*).
+install-python: $(PY_MODULE) $(PY_FILES)
+ifneq ($(PY_MODULE),)
+	install -d $(DESTDIR)$(PY_SITE)/imgset
+	install -m 644 $(PY_FILES) $(PY_MODULE) $(DESTDIR)$(PY_SITE)/imgset/
+else
+	@echo "imgset: the Python package is not built (python3-dev and numpy for $(PYTHON))"
+endif
 
 # The benchmark's embedded cluster needs the extension installed: as root, install it.
 install-if-root:

@@ -60,6 +60,25 @@ void gpu_describe(char *out, size_t n)
              runtime / 1000, runtime % 1000 / 10, driver / 1000, driver % 1000 / 10);
 }
 
+int gpu_current_device(void)
+{
+    int device = 0;
+    cudaError_t err = cudaGetDevice(&device);
+    if (err != cudaSuccess)
+        return cuda_fail("cudaGetDevice", err);
+    return device;
+}
+
+int gpu_use_device(int device)
+{
+    cudaError_t err = cudaSetDevice(device);
+    if (err != cudaSuccess) {
+        cuda_fail("cudaSetDevice", err);
+        return imgset_fail_prefix("CUDA device %d: ", device);
+    }
+    return 0;
+}
+
 void *gpu_host_alloc(size_t bytes)
 {
     void *p = NULL;
@@ -232,6 +251,38 @@ int gpu_normalise_async(GpuStream *s, float *dst_device, const uint8_t *src_devi
                s->stream, dst_device, src_device, pixels, plane, c, f);
     cudaError_t err = cudaGetLastError();
     return err == cudaSuccess ? 0 : cuda_fail("the normalise kernel's launch", err);
+}
+
+GpuEvent *gpu_event_record(uintptr_t stream)
+{
+    cudaEvent_t e;
+    cudaError_t err = cudaEventCreateWithFlags(&e, cudaEventDisableTiming);
+    if (err != cudaSuccess)
+        return cuda_fail("cudaEventCreateWithFlags", err), (GpuEvent *)NULL;
+    if ((err = cudaEventRecord(e, (cudaStream_t)stream)) != cudaSuccess) {
+        cudaEventDestroy(e);
+        return cuda_fail("cudaEventRecord on a consumer's stream", err), (GpuEvent *)NULL;
+    }
+    return (GpuEvent *)e;
+}
+
+int gpu_stream_wait_event(GpuStream *s, GpuEvent *e)
+{
+    cudaError_t err = cudaStreamWaitEvent(s->stream, (cudaEvent_t)e, 0);
+    cudaEventDestroy((cudaEvent_t)e);
+    return err == cudaSuccess ? 0 : cuda_fail("cudaStreamWaitEvent", err);
+}
+
+void gpu_event_destroy(GpuEvent *e)
+{
+    if (e)
+        cudaEventDestroy((cudaEvent_t)e);
+}
+
+int gpu_sync_consumer_stream(uintptr_t stream)
+{
+    cudaError_t err = cudaStreamSynchronize((cudaStream_t)stream);
+    return err == cudaSuccess ? 0 : cuda_fail("cudaStreamSynchronize (a consumer's)", err);
 }
 
 int gpu_stream_wait(GpuStream *s, double *transfer_seconds)

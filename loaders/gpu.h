@@ -28,6 +28,12 @@ int gpu_require_device(const char *who);
  * call after gpu_require_device() succeeded. */
 void gpu_describe(char *out, size_t n);
 
+/* The calling thread's CUDA device number (0 until it chooses one); -1 with imgset_fail(). */
+int gpu_current_device(void);
+
+/* Make `device` the calling thread's CUDA device; 0, or -1 with imgset_fail(). */
+int gpu_use_device(int device);
+
 /* Pinned (page-locked) host memory, so that copies from it are asynchronous and fast.
  * Free with gpu_host_free() (NULL is fine). */
 void *gpu_host_alloc(size_t bytes);
@@ -59,6 +65,23 @@ int gpu_gather_async(GpuStream *s, uint8_t *dst_device, const uint8_t *images_de
  * rounded exactly as transform_to_float() does it on the CPU. */
 int gpu_normalise_async(GpuStream *s, float *dst_device, const uint8_t *src_device, int n,
                         int32_t h, int32_t w, int32_t c, const float *mean, const float *std);
+
+/*
+ * Events on a consumer's stream, for memory that the consumer's queued kernels may still read
+ * when it gives the memory back (a torch tensor dies as soon as its last kernel is queued).
+ * gpu_event_record: an event that completes when the work queued so far on `stream` has — a
+ * cudaStream_t, or 0 / 1 / 2 for the default / legacy default / per-thread default stream, as
+ * DLPack's __dlpack__(stream=) numbers them; NULL with imgset_fail(). Any thread.
+ * gpu_stream_wait_event: make s wait for e on the device (the host does not wait), then
+ * destroy e. gpu_event_destroy: NULL is fine.
+ */
+typedef struct GpuEvent GpuEvent;
+GpuEvent *gpu_event_record(uintptr_t stream);
+int gpu_stream_wait_event(GpuStream *s, GpuEvent *e);
+void gpu_event_destroy(GpuEvent *e);
+
+/* Wait on the host for everything queued on a consumer's stream (numbered as above). */
+int gpu_sync_consumer_stream(uintptr_t stream);
 
 /* Wait for everything queued on s. *transfer_seconds (may be NULL) gets the time of the
  * transfers queued since the last wait, 0 when there were none. */

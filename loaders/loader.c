@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "error.h"
@@ -16,10 +17,8 @@
 
 enum SlotState { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_FAILED, SLOT_IN_USE };
 
-/* One batch's buffers in the ring. */
-typedef struct Slot {
-    enum SlotState state;
-    Batch batch;
+/* One batch's buffers: a ring slot's, or a kept batch's (loader_keep). */
+typedef struct BatchBuffers {
     int64_t *indices;   /* (batch_size,) */
     int32_t *labels;    /* (batch_size,) */
     uint8_t *pixels;    /* (batch_size, H, W, C); pinned with LOADER_CUDA */
@@ -27,8 +26,42 @@ typedef struct Slot {
     uint8_t *device_pixels;   /* (batch_size, H, W, C) device, with LOADER_CUDA */
     float *device_data;       /* (batch_size, C, H, W) device, with LOADER_CUDA and want_float */
     int64_t *device_indices;  /* (batch_size,) device, for gathers on the device */
+    GpuEvent *consumers[LOADER_MAX_CONSUMERS];  /* a released batch's consumers' streams: the
+                                                 * device buffers are refilled after these */
+    int nconsumers;
+} BatchBuffers;
+
+/* One batch in the ring. */
+typedef struct Slot {
+    enum SlotState state;
+    Batch batch;
+    BatchBuffers buf;
     char error[1024];   /* the worker's message when FAILED */
 } Slot;
+
+/*
+ * The buffers outside the ring: the kept batches' and spare ones the ring takes in exchange
+ * when a batch is kept. Kept batches may outlive the loader, so the pool is freed by whoever
+ * lets go of it last (the loader at close, or the last loader_release).
+ */
+typedef struct BufferPool {
+    pthread_mutex_t mutex;
+    int refs;                 /* 1 while the loader is open, + 1 per kept batch */
+    int kept;                 /* batches kept and not yet released */
+    int closed;               /* the loader is gone: released buffers are freed */
+    int nspare, max_spare;
+    BatchBuffers *spare;      /* (max_spare,) */
+    pid_t pid;                /* the process the buffers belong to */
+    int device;               /* LOADER_HOST or LOADER_CUDA */
+    int device_id;            /* the CUDA device of the device buffers, with LOADER_CUDA */
+    int want_float;
+    size_t batch_size, pixel_bytes, float_bytes;
+} BufferPool;
+
+struct LoaderKept {
+    BufferPool *pool;
+    BatchBuffers buf;
+};
 
 /* What one filler (a worker thread, or the caller when there are none) owns. */
 typedef struct Filler {
@@ -51,11 +84,16 @@ struct Loader {
     size_t out_bytes;         /* bytes of one output image */
     int device_gather;        /* LOADER_CUDA, and batches need no resize or augmentation:
                                * the store may gather them on the device */
+    int device_id;            /* the CUDA device current at open, with LOADER_CUDA: the
+                               * workers and every buffer use it */
     Sampler sampler;
 
     int nslots;
     Slot *slots;
+    Slot *in_use;             /* the slot of the batch loader_next() returned last, or NULL */
+    BufferPool *pool;
     int nworkers;
+    int started;              /* workers started (on the first batch, not at open) */
     Filler *fillers;          /* nworkers of them, or one for the caller */
 
     pthread_mutex_t mutex;
@@ -121,25 +159,26 @@ static int fill_one_resized(Filler *f, int64_t index, uint8_t *out, int32_t *lab
     return 0;
 }
 
-/* Read the slot's n images into slot->pixels on the host, augment, and make the host float
+/* Read the slot's n images into its pixels on the host, augment, and make the host float
  * batch when there is one. */
 static int fill_host(Filler *f, Slot *slot, int n)
 {
     Loader *l = f->loader;
     const LoaderOptions *o = &l->opt;
     if (l->src_shape.height && image_shape_equal(l->src_shape, l->out_shape)) {
-        if (store_read_batch(f->store, o->split, slot->indices, n, slot->pixels,
-                             slot->labels) < 0)
+        if (store_read_batch(f->store, o->split, slot->buf.indices, n, slot->buf.pixels,
+                             slot->buf.labels) < 0)
             return -1;
     } else if (store_can_read_batch_resized(f->store)) {
         /* the store resizes (pg: the server, in one round trip, with our transform) */
-        if (store_read_batch_resized(f->store, o->split, slot->indices, n, l->out_shape,
-                                     slot->pixels, slot->labels) < 0)
+        if (store_read_batch_resized(f->store, o->split, slot->buf.indices, n, l->out_shape,
+                                     slot->buf.pixels, slot->buf.labels) < 0)
             return -1;
     } else {
         for (int i = 0; i < n; i++)
-            if (fill_one_resized(f, slot->indices[i], slot->pixels + (size_t)i * l->out_bytes,
-                                 &slot->labels[i]) < 0)
+            if (fill_one_resized(f, slot->buf.indices[i],
+                                 slot->buf.pixels + (size_t)i * l->out_bytes,
+                                 &slot->buf.labels[i]) < 0)
                 return -1;
     }
     const ImageShape s = l->out_shape;
@@ -149,16 +188,16 @@ static int fill_host(Filler *f, Slot *slot, int n)
         for (int i = 0; i < n; i++) {
             /* The choices depend on (seed, epoch, image) only: the same with any worker count. */
             Rng rng = rng_make(o->seed ^ 0xA5A5A5A5u, l->sampler.epoch * 0x100000000ull +
-                                                          (uint64_t)slot->indices[i]);
-            uint8_t *img = slot->pixels + (size_t)i * l->out_bytes;
+                                                          (uint64_t)slot->buf.indices[i]);
+            uint8_t *img = slot->buf.pixels + (size_t)i * l->out_bytes;
             memcpy(f->scratch, img, l->out_bytes);
             transform_random_crop_flip(img, f->scratch, s.height, s.width, s.channels,
                                        o->crop_padding, 1, &rng);
         }
     }
-    if (slot->data)
-        transform_to_float(slot->data, slot->pixels, n, s.height, s.width, s.channels, o->mean,
-                           o->std);
+    if (slot->buf.data)
+        transform_to_float(slot->buf.data, slot->buf.pixels, n, s.height, s.width, s.channels,
+                           o->mean, o->std);
     return 0;
 }
 
@@ -171,11 +210,11 @@ static int finish_on_device(Filler *f, Slot *slot, int n, int gathered, double *
     const ImageShape s = l->out_shape;
     int rc = 0;
     if (!gathered)
-        rc = gpu_upload_async(f->stream, slot->device_pixels, slot->pixels,
+        rc = gpu_upload_async(f->stream, slot->buf.device_pixels, slot->buf.pixels,
                               (size_t)n * l->out_bytes);
-    if (rc == 0 && slot->device_data)
-        rc = gpu_normalise_async(f->stream, slot->device_data, slot->device_pixels, n, s.height,
-                                 s.width, s.channels, l->opt.mean, l->opt.std);
+    if (rc == 0 && slot->buf.device_data)
+        rc = gpu_normalise_async(f->stream, slot->buf.device_data, slot->buf.device_pixels, n,
+                                 s.height, s.width, s.channels, l->opt.mean, l->opt.std);
     /* Wait even after a failure: nothing queued may still use the slot's buffers. */
     if (gpu_stream_wait(f->stream, copy_seconds) < 0 || rc < 0)
         return imgset_fail_prefix("%s: %s batch: ", l->uri, split_names[l->opt.split]);
@@ -187,15 +226,21 @@ static int finish_on_device(Filler *f, Slot *slot, int n, int gathered, double *
 static int fill_slot(Filler *f, Slot *slot, int64_t number)
 {
     Loader *l = f->loader;
-    int n = sampler_batch(&l->sampler, number, slot->indices);
+    int n = sampler_batch(&l->sampler, number, slot->buf.indices);
     if (n < 0)
         return imgset_fail("%s: batch %lld is out of range", l->uri, (long long)number);
     int gathered = 0;         /* 1 when the store put the batch into GPU memory itself */
     double copy_seconds = 0;
 #ifdef IMGSET_HAVE_CUDA
+    /* Kernels of the batch's last consumer may still read its device buffers: everything
+     * this filler queues from here on waits for them (on the device). */
+    for (; slot->buf.nconsumers > 0; slot->buf.nconsumers--)
+        if (gpu_stream_wait_event(f->stream, slot->buf.consumers[slot->buf.nconsumers - 1]) < 0)
+            return imgset_fail_prefix("%s: waiting for a batch's last reader: ", l->uri);
     if (l->device_gather &&
-        (gathered = gpummap_gather(f->store, l->opt.split, slot->indices, n, f->stream,
-                                   slot->device_pixels, slot->device_indices, slot->labels)) < 0)
+        (gathered = gpummap_gather(f->store, l->opt.split, slot->buf.indices, n, f->stream,
+                                   slot->buf.device_pixels, slot->buf.device_indices,
+                                   slot->buf.labels)) < 0)
         return -1;
 #endif
     if (!gathered && fill_host(f, slot, n) < 0)
@@ -206,9 +251,9 @@ static int fill_slot(Filler *f, Slot *slot, int64_t number)
 #endif
     slot->batch = (Batch){
         .epoch = l->sampler.epoch, .number = number, .count = n, .shape = l->out_shape,
-        .indices = slot->indices, .labels = slot->labels,
-        .pixels = gathered ? NULL : slot->pixels, .data = slot->data,
-        .device_pixels = slot->device_pixels, .device_data = slot->device_data,
+        .indices = slot->buf.indices, .labels = slot->buf.labels,
+        .pixels = gathered ? NULL : slot->buf.pixels, .data = slot->buf.data,
+        .device_pixels = slot->buf.device_pixels, .device_data = slot->buf.device_data,
         .copy_seconds = copy_seconds,
     };
     return 0;
@@ -219,6 +264,11 @@ static void *worker_main(void *arg)
 {
     Filler *f = arg;
     Loader *l = f->loader;
+#ifdef IMGSET_HAVE_CUDA
+    /* A new thread starts on device 0; a failure here shows in the first CUDA call's error. */
+    if (l->opt.device == LOADER_CUDA)
+        gpu_use_device(l->device_id);
+#endif
     pthread_mutex_lock(&l->mutex);
     for (;;) {
         while (!l->stop && !(l->next_claim < l->sampler.batches &&
@@ -245,63 +295,206 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Host memory for a slot's indices and pixels: pinned with LOADER_CUDA, for fast
+/* Host memory for a batch's indices and pixels: pinned with LOADER_CUDA, for fast
  * asynchronous copies. NULL with imgset_fail(). */
-static void *slot_host_alloc(const Loader *l, size_t bytes)
+static void *batch_host_alloc(const BufferPool *p, size_t bytes)
 {
 #ifdef IMGSET_HAVE_CUDA
-    if (l->opt.device == LOADER_CUDA)
+    if (p->device == LOADER_CUDA)
         return gpu_host_alloc(bytes);
 #endif
-    void *p = malloc(bytes);
-    if (!p)
+    void *mem = malloc(bytes);
+    if (!mem)
         imgset_fail("out of memory for a %zu-byte batch buffer", bytes);
-    return p;
+    return mem;
 }
 
-static void slot_host_free(const Loader *l, void *p)
+static void batch_host_free(const BufferPool *p, void *mem)
 {
 #ifdef IMGSET_HAVE_CUDA
-    if (l->opt.device == LOADER_CUDA) {
-        gpu_host_free(p);
+    if (p->device == LOADER_CUDA) {
+        gpu_host_free(mem);
         return;
     }
 #endif
+    free(mem);
+}
+
+static void buffers_free(const BufferPool *p, BatchBuffers *b)
+{
+#ifdef IMGSET_HAVE_CUDA
+    for (int i = 0; i < b->nconsumers; i++)
+        gpu_event_destroy(b->consumers[i]);
+#endif
+    free(b->labels);
+    batch_host_free(p, b->indices);
+    batch_host_free(p, b->pixels);
+    free(b->data);
+#ifdef IMGSET_HAVE_CUDA
+    gpu_device_free(b->device_pixels);
+    gpu_device_free(b->device_data);
+    gpu_device_free(b->device_indices);
+#endif
+    memset(b, 0, sizeof *b);
+}
+
+/* Allocate one batch's buffers: host ones always, device ones with LOADER_CUDA. 0, or -1
+ * with imgset_fail() and nothing allocated. */
+static int buffers_alloc(const BufferPool *p, BatchBuffers *b)
+{
+    size_t n = p->batch_size;
+    int device = p->device == LOADER_CUDA;
+    memset(b, 0, sizeof *b);
+    if (!(b->labels = malloc(n * sizeof *b->labels))) {
+        imgset_fail("out of memory for %zu labels", n);
+        goto fail;
+    }
+    if (!(b->indices = batch_host_alloc(p, n * sizeof *b->indices)) ||
+        !(b->pixels = batch_host_alloc(p, p->pixel_bytes)))
+        goto fail;
+    if (p->want_float && !device && !(b->data = malloc(p->float_bytes))) {
+        imgset_fail("out of memory for a %zu-byte float batch", p->float_bytes);
+        goto fail;
+    }
+#ifdef IMGSET_HAVE_CUDA
+    if (device) {
+        /* On the loader's device, whichever device the calling thread uses. */
+        int previous = gpu_current_device();
+        int ok = previous >= 0 && gpu_use_device(p->device_id) == 0 &&
+                 (b->device_pixels = gpu_device_alloc(p->pixel_bytes)) &&
+                 (b->device_indices = gpu_device_alloc(n * sizeof *b->device_indices)) &&
+                 (!p->want_float || (b->device_data = gpu_device_alloc(p->float_bytes)));
+        if (previous >= 0 && previous != p->device_id)
+            gpu_use_device(previous);
+        if (!ok)
+            goto fail;
+    }
+#endif
+    return 0;
+
+fail:
+    buffers_free(p, b);
+    return -1;
+}
+
+/* A pool for batches of the loader's sizes, with room for max_spare spare buffer sets;
+ * NULL with imgset_fail(). */
+static BufferPool *pool_new(const Loader *l, size_t pixel_bytes, size_t float_bytes,
+                            int max_spare)
+{
+    BufferPool *p = calloc(1, sizeof *p);
+    if (!p || !(p->spare = calloc((size_t)max_spare, sizeof *p->spare))) {
+        free(p);
+        return imgset_fail("out of memory"), NULL;
+    }
+    pthread_mutex_init(&p->mutex, NULL);
+    p->refs = 1;
+    p->max_spare = max_spare;
+    p->pid = getpid();
+    p->device = l->opt.device;
+    p->device_id = l->device_id;
+    p->want_float = l->opt.want_float;
+    p->batch_size = (size_t)l->opt.batch_size;
+    p->pixel_bytes = pixel_bytes;
+    p->float_bytes = float_bytes;
+    return p;
+}
+
+/* Drop one reference (under the mutex); the last one frees the pool. */
+static void pool_unref_locked(BufferPool *p)
+{
+    int last = --p->refs == 0;
+    pthread_mutex_unlock(&p->mutex);
+    if (!last)
+        return;
+    for (int i = 0; i < p->nspare; i++)
+        buffers_free(p, &p->spare[i]);
+    free(p->spare);
+    pthread_mutex_destroy(&p->mutex);
     free(p);
 }
 
-/* Allocate a slot's buffers: host ones always, device ones with LOADER_CUDA. */
-static int slot_alloc(const Loader *l, Slot *s, size_t pixel_bytes, size_t float_bytes)
+/* The loader lets go of the pool: spare buffers are freed now, kept ones when released. */
+static void pool_close(BufferPool *p)
 {
-    size_t b = (size_t)l->opt.batch_size;
-    int device = l->opt.device == LOADER_CUDA;
-    if (!(s->labels = malloc(b * sizeof *s->labels)))
-        return imgset_fail("out of memory for %zu labels", b);
-    if (!(s->indices = slot_host_alloc(l, b * sizeof *s->indices)) ||
-        !(s->pixels = slot_host_alloc(l, pixel_bytes)))
-        return -1;
-    if (l->opt.want_float && !device && !(s->data = malloc(float_bytes)))
-        return imgset_fail("out of memory for a %zu-byte float batch", float_bytes);
-#ifdef IMGSET_HAVE_CUDA
-    if (device && (!(s->device_pixels = gpu_device_alloc(pixel_bytes)) ||
-                   !(s->device_indices = gpu_device_alloc(b * sizeof *s->device_indices)) ||
-                   (l->opt.want_float && !(s->device_data = gpu_device_alloc(float_bytes)))))
-        return -1;
-#endif
-    return 0;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mutex);
+    p->closed = 1;
+    for (int i = 0; i < p->nspare; i++)
+        buffers_free(p, &p->spare[i]);
+    p->nspare = 0;
+    pool_unref_locked(p);
 }
 
-static void slot_free(const Loader *l, Slot *s)
+LoaderKept *loader_keep(Loader *l, Batch *batch)
 {
-    free(s->labels);
-    slot_host_free(l, s->indices);
-    slot_host_free(l, s->pixels);
-    free(s->data);
-#ifdef IMGSET_HAVE_CUDA
-    gpu_device_free(s->device_pixels);
-    gpu_device_free(s->device_data);
-    gpu_device_free(s->device_indices);
-#endif
+    Slot *slot = l->in_use;
+    if (!slot)
+        return imgset_fail("loader: no batch to keep (loader_next() returned none since the "
+                           "last keep)"), NULL;
+    LoaderKept *k = malloc(sizeof *k);
+    if (!k)
+        return imgset_fail("out of memory"), NULL;
+    BufferPool *p = l->pool;
+    BatchBuffers fresh;
+    int have_spare = 0;
+    pthread_mutex_lock(&p->mutex);
+    if (p->nspare > 0) {
+        fresh = p->spare[--p->nspare];
+        have_spare = 1;
+    }
+    pthread_mutex_unlock(&p->mutex);
+    if (!have_spare && buffers_alloc(p, &fresh) < 0) {
+        free(k);
+        return imgset_fail_prefix("loader: keeping a batch: "), NULL;
+    }
+    /* The slot is in use: no worker touches it, so its buffers can change hands here. */
+    k->pool = p;
+    k->buf = slot->buf;
+    *batch = slot->batch;
+    slot->buf = fresh;
+    l->in_use = NULL;
+    pthread_mutex_lock(&p->mutex);
+    p->refs++;
+    p->kept++;
+    pthread_mutex_unlock(&p->mutex);
+    return k;
+}
+
+void loader_release(LoaderKept *k)
+{
+    loader_release_after(k, NULL, 0);
+}
+
+void loader_release_after(LoaderKept *k, GpuEvent *const *events, int n)
+{
+    if (!k)
+        return;
+    BufferPool *p = k->pool;
+    /* In a child after fork() the memory is the parent's copy and a worker may have held the
+     * mutex at the fork: leave both alone. */
+    if (p->pid != getpid())
+        return;
+    for (int i = 0; i < n && i < LOADER_MAX_CONSUMERS; i++)
+        k->buf.consumers[k->buf.nconsumers++] = events[i];
+    pthread_mutex_lock(&p->mutex);
+    p->kept--;
+    int spare = !p->closed && p->nspare < p->max_spare;
+    if (spare)
+        p->spare[p->nspare++] = k->buf;
+    else
+        buffers_free(p, &k->buf);
+    free(k);
+    pool_unref_locked(p);
+}
+
+void loader_buffer_counts(const Loader *l, int *kept, int *spare)
+{
+    pthread_mutex_lock(&l->pool->mutex);
+    *kept = l->pool->kept;
+    *spare = l->pool->nspare;
+    pthread_mutex_unlock(&l->pool->mutex);
 }
 
 /* Free what loader_open allocated, after the workers have stopped. */
@@ -316,9 +509,10 @@ static void loader_free(Loader *l)
 #endif
     }
     free(l->fillers);
-    for (int i = 0; i < l->nslots && l->slots; i++)
-        slot_free(l, &l->slots[i]);
+    for (int i = 0; i < l->nslots && l->slots && l->pool; i++)
+        buffers_free(l->pool, &l->slots[i].buf);
     free(l->slots);
+    pool_close(l->pool);
     dataset_info_free(&l->info);
     free(l->uri);
     pthread_mutex_destroy(&l->mutex);
@@ -380,7 +574,7 @@ static int loader_open_device(Loader *l)
     if (l->opt.device != LOADER_CUDA)
         return 0;
 #ifdef IMGSET_HAVE_CUDA
-    if (gpu_require_device("loader") < 0)
+    if (gpu_require_device("loader") < 0 || (l->device_id = gpu_current_device()) < 0)
         return -1;
     for (int i = 0; i < (l->nworkers ? l->nworkers : 1); i++)
         if (!(l->fillers[i].stream = gpu_stream_create()))
@@ -429,27 +623,36 @@ Loader *loader_open(const char *uri, const LoaderOptions *options)
     l->nslots = options->slots > 0 ? options->slots : 2 * l->nworkers;
     if (l->nslots < 2)
         l->nslots = 2;
-    l->slots = calloc((size_t)l->nslots, sizeof *l->slots);
     size_t b = (size_t)l->opt.batch_size, pixel_bytes, float_bytes;
-    if (!l->slots || size_mul(b, l->out_bytes, &pixel_bytes) < 0 ||
+    if (size_mul(b, l->out_bytes, &pixel_bytes) < 0 ||
         size_mul(pixel_bytes, sizeof(float), &float_bytes) < 0) {
         loader_free(l);
         return imgset_fail("loader: batch of %zu images of %zu bytes is too large", b,
                            l->out_bytes), NULL;
     }
+    if (!(l->slots = calloc((size_t)l->nslots, sizeof *l->slots)) ||
+        !(l->pool = pool_new(l, pixel_bytes, float_bytes, l->nslots))) {
+        loader_free(l);
+        return imgset_fail("out of memory"), NULL;
+    }
     for (int i = 0; i < l->nslots; i++)
-        if (slot_alloc(l, &l->slots[i], pixel_bytes, float_bytes) < 0) {
+        if (buffers_alloc(l->pool, &l->slots[i].buf) < 0) {
             imgset_fail_prefix("loader: %d batch slots of %zu bytes: ", l->nslots, pixel_bytes);
             loader_free(l);
             return NULL;
         }
-    for (int i = 0; i < l->nworkers; i++)
-        if (pthread_create(&l->fillers[i].thread, NULL, worker_main, &l->fillers[i]) != 0) {
-            l->nworkers = i;   /* only those started are joined */
-            loader_close(l);
-            return imgset_fail("loader: cannot start worker thread %d", i), NULL;
-        }
     return l;
+}
+
+/* Start the worker threads, on the first epoch or batch rather than at open: a loader that is
+ * opened and never read has none. 0, or -1 with imgset_fail() (those started keep working). */
+static int loader_start_workers(Loader *l)
+{
+    for (; l->started < l->nworkers; l->started++)
+        if (pthread_create(&l->fillers[l->started].thread, NULL, worker_main,
+                           &l->fillers[l->started]) != 0)
+            return imgset_fail("loader: cannot start worker thread %d", l->started);
+    return 0;
 }
 
 int loader_start_epoch(Loader *l, uint64_t epoch, int64_t start_batch)
@@ -461,6 +664,7 @@ int loader_start_epoch(Loader *l, uint64_t epoch, int64_t start_batch)
         pthread_cond_wait(&l->ready, &l->mutex);
     for (int i = 0; i < l->nslots; i++)
         l->slots[i].state = SLOT_FREE;
+    l->in_use = NULL;
     sampler_set_epoch(&l->sampler, epoch);
     if (start_batch < 0 || start_batch > l->sampler.batches) {
         pthread_mutex_unlock(&l->mutex);
@@ -470,14 +674,17 @@ int loader_start_epoch(Loader *l, uint64_t epoch, int64_t start_batch)
     l->next_claim = l->next_consume = start_batch;
     pthread_cond_broadcast(&l->work);
     pthread_mutex_unlock(&l->mutex);
-    return 0;
+    return loader_start_workers(l);
 }
 
 int loader_next(Loader *l, const Batch **out)
 {
     double start = monotonic_seconds();
+    if (loader_start_workers(l) < 0)
+        return -1;
     pthread_mutex_lock(&l->mutex);
-    /* The batch handed out last time is given back now. */
+    /* The batch handed out last time is given back now (its buffers, unless kept). */
+    l->in_use = NULL;
     for (int i = 0; i < l->nslots; i++)
         if (l->slots[i].state == SLOT_IN_USE) {
             l->slots[i].state = SLOT_FREE;
@@ -507,6 +714,7 @@ int loader_next(Loader *l, const Batch **out)
         return imgset_fail("%s", slot->error);
     }
     slot->state = SLOT_IN_USE;
+    l->in_use = slot;
     l->next_consume++;
     pthread_mutex_unlock(&l->mutex);
     slot->batch.wait_seconds = monotonic_seconds() - start;
@@ -522,7 +730,7 @@ void loader_close(Loader *l)
     l->stop = 1;
     pthread_cond_broadcast(&l->work);
     pthread_mutex_unlock(&l->mutex);
-    for (int i = 0; i < l->nworkers; i++)
+    for (int i = 0; i < l->started; i++)
         pthread_join(l->fillers[i].thread, NULL);
     loader_free(l);
 }

@@ -36,7 +36,8 @@ enum { LOADER_HOST = 0, LOADER_CUDA = 1 };
  * (pixels to [-1, 1]), no augmentation, padding 4, host. */
 void loader_options_default(LoaderOptions *o);
 
-/* One batch, owned by the loader; valid until the next loader_next() or loader_close(). */
+/* One batch, owned by the loader; valid until the next loader_next() or loader_close()
+ * (or, once kept with loader_keep(), until loader_release()). */
 typedef struct Batch {
     uint64_t epoch;
     int64_t number;         /* batch number within the epoch */
@@ -56,7 +57,8 @@ typedef struct Batch {
 
 typedef struct Loader Loader;
 
-/* Open the store at uri (one handle per worker) and start epoch 0 at batch 0.
+/* Open the store at uri (one handle per worker) and start epoch 0 at batch 0. The worker
+ * threads start with the first loader_start_epoch() or loader_next(), not here.
  * NULL with imgset_fail(). */
 Loader *loader_open(const char *uri, const LoaderOptions *options);
 
@@ -74,7 +76,38 @@ int loader_start_epoch(Loader *l, uint64_t epoch, int64_t start_batch);
  * (imgset_fail names the store, split and index). */
 int loader_next(Loader *l, const Batch **out);
 
-/* Stop the workers, close the stores, free. NULL is fine. */
+/* Stop the workers, close the stores, free. NULL is fine. Kept batches stay valid. */
 void loader_close(Loader *l);
+
+/*
+ * Keeping a batch past the next loader_next() (the Python package hands batches to PyTorch
+ * without a copy this way). loader_keep() takes the buffers of the batch the last
+ * loader_next() returned out of the ring: they stay valid and unchanged until
+ * loader_release(), and the ring gets other buffers in exchange — spare ones released earlier,
+ * or new ones, so the memory grows while many batches are kept and is never overwritten.
+ * *batch gets that batch, pointing into the kept buffers.
+ */
+typedef struct LoaderKept LoaderKept;
+
+/* Keep the batch the last loader_next() returned; call it from the thread that calls
+ * loader_next(), before the next loader_next() or loader_start_epoch(). NULL with
+ * imgset_fail() when there is no such batch or memory runs out. */
+LoaderKept *loader_keep(Loader *l, Batch *batch);
+
+/* Give a kept batch's buffers back. Thread-safe, from any thread, before or after
+ * loader_close(); it touches nothing but the loader's buffer pool (no locks of the caller's).
+ * In a child process after fork() it does nothing: the memory is the parent's. NULL is fine. */
+void loader_release(LoaderKept *kept);
+
+/* loader_release for a batch in GPU memory (LOADER_CUDA) whose consumer may still have kernels
+ * queued that read it: the buffers are refilled only after each of events[0..n-1] (at most
+ * LOADER_MAX_CONSUMERS; gpu_event_record on the consumers' streams, see gpu.h) has completed,
+ * which the filler's stream waits for on the device. The loader owns the events from here. */
+enum { LOADER_MAX_CONSUMERS = 8 };
+typedef struct GpuEvent GpuEvent;
+void loader_release_after(LoaderKept *kept, GpuEvent *const *events, int n);
+
+/* Batches kept and not yet released, and spare buffer sets waiting for the ring. */
+void loader_buffer_counts(const Loader *l, int *kept, int *spare);
 
 #endif

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # run.sh — run every test suite (each prints TAP) and end with "N passed, N failed, N skipped".
 # Suites: build checks, C unit tests, fuzz targets (bounded), end-to-end scripts, Python
-# interop, PostgreSQL.
-# Usage: test/run.sh [SUITE...]   (build unit fuzz e2e interop pg; default: all), or one
-# program of a suite: unit/test_loader, e2e/test_read.sh, interop/test_numpy.py, build/….
+# interop, PostgreSQL, the Python package (build/python).
+# Usage: test/run.sh [SUITE...]   (build unit fuzz e2e interop pg python; default: all), or one
+# program of a suite: unit/test_loader, e2e/test_read.sh, interop/test_numpy.py, python/…, build/….
 set -u
 cd "$(dirname "$0")/.."
 export IMGSET="$PWD/build/imgset"
@@ -64,7 +64,7 @@ require_built() {
     done
 }
 
-suites=${*:-build unit fuzz e2e interop pg}
+suites=${*:-build unit fuzz e2e interop pg python}
 for suite in $suites; do
     programs_before=$programs
     case $suite in
@@ -94,13 +94,16 @@ for suite in $suites; do
         for t in test/interop/test_*.py; do [ -f "$t" ] && run_tap "interop/$(basename "$t")" "$PYTHON" "$t"; done ;;
     pg)
         [ -f test/pg/run.sh ] && run_tap "pg" bash test/pg/run.sh ;;
-    unit/* | build/* | e2e/* | interop/*)   # one program of a suite, e.g. unit/test_loader
+    python)
+        for t in test/python/test_*.py; do [ -f "$t" ] && run_tap "python/$(basename "$t")" "$PYTHON" "$t"; done ;;
+    unit/* | build/* | e2e/* | interop/* | python/*)   # one program of a suite, e.g. unit/test_loader
         program=${suite#*/}
         case $suite in
         unit/*) [ -x "build/test/$program" ] && run_tap "$suite" "build/test/$program" ;;
         build/*) [ -f "test/build/$program" ] && run_tap "$suite" bash "test/build/$program" ;;
         e2e/*) [ -f "test/e2e/$program" ] && run_tap "$suite" bash "test/e2e/$program" ;;
         interop/*) [ -f "test/interop/$program" ] && run_tap "$suite" "$PYTHON" "test/interop/$program" ;;
+        python/*) [ -f "test/python/$program" ] && run_tap "$suite" "$PYTHON" "test/python/$program" ;;
         esac ;;
     *)
         echo "run.sh: unknown suite $suite" >&2; failed=$((failed + 1)); continue ;;

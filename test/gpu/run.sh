@@ -11,7 +11,8 @@
 # (BUILD_HERE=1 builds instead); without it the script builds with make.
 # Everything also goes to $OUT (the device tool brings back up to 8 files from it;
 # build/gpu-out elsewhere): run.log, test_gpu.log, test_gpu_train.log, read.log (every read's
-# output and JSON), bench.log, results.md and results.csv — 7 files.
+# output and JSON), bench.log, results.md, results.csv and python.log (the Python package's
+# CUDA path, test/gpu/python_cuda.py) — 8 files.
 # Environment: BUDGET=seconds for the whole run (default 420), SCALE=F for the bench's data
 # sets (default 0.2), JOBS=N for make. Exit status 0 when everything passed.
 set -u
@@ -177,6 +178,48 @@ else
         --out "$bench" >"$OUT/bench.log" 2>&1 || fail "imgset bench (bench.log)"
     cp "$bench"/results.md "$bench"/results.csv "$OUT/" 2>/dev/null
     grep -E '^imgset bench:|^machine:|^settings:' "$OUT/bench.log" | sort -u
+fi
+
+# The Python package: the bundle's (built here for one Python version) when the GPU's python
+# is that version, else its C extension built there against the bundle's libimgset.a.
+python_package() {   # PYTHON: a folder for PYTHONPATH, or nothing
+    local py=$1 ext inc dest=build/gpu-python
+    ext=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+    if [ -f "build/gpu-bundle/python/imgset/_imgset$ext" ]; then
+        echo build/gpu-bundle/python; return
+    fi
+    inc=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+    [ -f "$inc/Python.h" ] && [ -f build/gpu-bundle/static/libimgset.a ] || return 1
+    rm -rf "$dest" && mkdir -p "$dest/imgset" && cp python/imgset/*.py "$dest/imgset/"
+    local defs="-DIMGSET_HAVE_CUDA" extra=""
+    [ -f build/gpu-bundle/static/pgserver.o ] &&
+        defs="$defs -DIMGSET_HAVE_LIBPQ" extra=build/gpu-bundle/static/pgserver.o
+    # shellcheck disable=SC2086
+    cc -O2 -std=c11 -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden $defs -I"$inc" -Iloaders \
+        -Itrainer/cli -o "$dest/imgset/_imgset$ext" python/src/*.c $extra \
+        build/gpu-bundle/static/libimgset.a build/gpu-bundle/lib/*.so* \
+        ${cuda_libs:+-L${cuda_libs//:/ -L}} -lcudart -lcublas -lstdc++ -lm -pthread \
+        -Wl,--exclude-libs,ALL >build/gpu-python.log 2>&1 || { cat build/gpu-python.log; return 1; }
+    echo "$dest"
+}
+
+step "Python: imgset.Loader(device='cuda') (test/gpu/python_cuda.py, log in \$OUT/python.log)"
+gpu_python=""
+for p in python3 /usr/bin/python3 /opt/conda/bin/python /usr/local/bin/python3; do
+    if tmo 60 "$p" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null
+    then gpu_python=$p; break; fi
+done
+if [ "$(left)" -lt 60 ]; then
+    fail "python skipped: only $(left) s of the ${budget} s budget left"
+elif [ -z "$gpu_python" ]; then
+    fail "python: no python here whose torch sees the GPU"
+elif ! pkg=$(python_package "$gpu_python") || [ -z "$pkg" ]; then
+    fail "python: no imgset package for $gpu_python (no matching bundle, no Python.h to build)"
+else
+    tmo 180 env PYTHONPATH="$PWD/$pkg" LD_LIBRARY_PATH="$LIBS" IMGSET="$PWD/$IMGSET" \
+        "$gpu_python" test/gpu/python_cuda.py "$data" "$PWD/$IMGSET" "$data" \
+        >"$OUT/python.log" 2>&1 || fail "python_cuda.py (python.log)"
+    grep -E '^(ok|not ok) - |^store |^(gpummap|mmap) |^\| ' "$OUT/python.log" | head -30
 fi
 
 step "summary"

@@ -1,6 +1,7 @@
 /* test_loader.c — sampler rules (sharding, drop-last, resume), transforms, and the loader:
  * the same batches with any worker count, errors that name the index, no hang at close. */
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -350,6 +351,111 @@ static void test_loader(void)
        "a bad label at index 70 is an error naming it: %s", imgset_error());
 }
 
+/* Release kept batches from another thread. */
+typedef struct ReleaseJob {
+    LoaderKept **kept;
+    int n;
+} ReleaseJob;
+
+static void *release_all(void *arg)
+{
+    ReleaseJob *job = arg;
+    for (int i = 0; i < job->n; i++)
+        loader_release(job->kept[i]);
+    return NULL;
+}
+
+/* Kept batches: more than the ring holds stay unchanged, come back from any thread, and
+ * survive loader_close(); a reader that releases each batch at once keeps the pool small. */
+static void test_keep(void)
+{
+    char uri[256];
+    snprintf(uri, sizeof uri, "mmap:%s/k", scratch);
+    enum { BATCHES = 10, BATCH = 30 };   /* 300 images */
+    GenerateParams p = {"cifar10", 300, 10, 5};
+    if (!ok(store_copy(generate_open(&p), uri, NULL, NULL) == 0, "make a test store: %s",
+            imgset_error()))
+        return;
+    LoaderOptions o;
+    loader_options_default(&o);
+    o.batch_size = BATCH;
+    o.workers = 2;
+    o.slots = 2;
+    o.seed = 4;
+    Loader *l = loader_open(uri, &o);
+    if (!ok(l != NULL, "open a loader with 2 slots: %s", imgset_error()))
+        return;
+    size_t image_bytes = 32 * 32 * 3;
+    LoaderKept *kept[BATCHES];
+    Batch batches[BATCHES];
+    uint8_t *copies = malloc((size_t)BATCHES * BATCH * image_bytes);
+    int n = 0;
+    const Batch *b;
+    loader_start_epoch(l, 0, 0);
+    while (n < BATCHES && loader_next(l, &b) == 1) {
+        if (!(kept[n] = loader_keep(l, &batches[n])))
+            break;
+        memcpy(copies + (size_t)n * BATCH * image_bytes, batches[n].pixels,
+               (size_t)batches[n].count * image_bytes);
+        n++;
+    }
+    ok(n == BATCHES, "keep all %d batches of an epoch with a ring of 2", BATCHES);
+    ok(loader_keep(l, &batches[0]) == NULL, "a batch is kept once: %s", imgset_error());
+    int nkept, nspare;
+    loader_buffer_counts(l, &nkept, &nspare);
+    ok(nkept == BATCHES && nspare == 0, "the pool counts %d kept batches (%d spare)", nkept,
+       nspare);
+    /* Read the epoch again: the ring's fresh buffers must not be the kept ones. */
+    loader_start_epoch(l, 1, 0);
+    while (loader_next(l, &b) == 1)
+        ;
+    int same = 1;
+    for (int i = 0; i < n; i++)
+        same &= memcmp(copies + (size_t)i * BATCH * image_bytes, batches[i].pixels,
+                       (size_t)batches[i].count * image_bytes) == 0 &&
+                batches[i].epoch == 0 && batches[i].number == i;
+    ok(same, "kept batches are unchanged after another epoch went through the ring");
+
+    pthread_t thread;
+    ReleaseJob job = {kept, n / 2};
+    pthread_create(&thread, NULL, release_all, &job);
+    pthread_join(thread, NULL);
+    loader_buffer_counts(l, &nkept, &nspare);
+    ok(nkept == n - n / 2 && nspare <= 2,
+       "released on another thread: %d kept, %d spare (at most one ring's worth)", nkept,
+       nspare);
+    loader_close(l);
+    same = 1;
+    for (int i = n / 2; i < n; i++)
+        same &= memcmp(copies + (size_t)i * BATCH * image_bytes, batches[i].pixels,
+                       (size_t)batches[i].count * image_bytes) == 0;
+    ok(same, "kept batches stay valid after loader_close()");
+    for (int i = n / 2; i < n; i++)
+        loader_release(kept[i]);   /* after close: the pool is freed with the last one */
+    free(copies);
+
+    /* Keep and release each batch before the next: the pool stays at ring + 1. */
+    l = loader_open(uri, &o);
+    int most_spare = 0, total = 0;
+    loader_start_epoch(l, 0, 0);
+    LoaderKept *previous = NULL;
+    Batch held;
+    while (loader_next(l, &b) == 1) {
+        LoaderKept *k = loader_keep(l, &held);
+        loader_release(previous);
+        previous = k;
+        total += held.count;
+        loader_buffer_counts(l, &nkept, &nspare);
+        most_spare = nspare > most_spare ? nspare : most_spare;
+    }
+    loader_release(previous);
+    loader_buffer_counts(l, &nkept, &nspare);
+    ok(total == 300 && nkept == 0 && most_spare <= 1,
+       "a reader that lets go of each batch: %d images, 0 kept, at most %d spare", total,
+       most_spare);
+    loader_close(l);
+}
+
 int main(void)
 {
     if (!mkdtemp(scratch))
@@ -358,6 +464,7 @@ int main(void)
     test_sharding();
     test_transforms();
     test_loader();
+    test_keep();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", scratch);
     if (system(cmd) != 0)

@@ -29,6 +29,7 @@ enum {
     cudaSuccess = 0,
     cudaErrorInvalidValue = 1,
     cudaErrorInvalidConfiguration = 9,
+    cudaErrorInvalidDevice = 101,
     cudaErrorInsufficientDriver = 35,
     cudaErrorNoDevice = 100,
     cudaErrorNotSupported = 801,
@@ -42,6 +43,7 @@ enum cudaMemcpyKind {
     cudaMemcpyDeviceToDevice,
 };
 #define cudaStreamNonBlocking 1
+#define cudaEventDisableTiming 2
 #define cudaHostAllocDefault 0
 #define cudaHostRegisterMapped 2
 #define cudaHostRegisterReadOnly 8
@@ -132,11 +134,14 @@ cudaError_t cudaGetDeviceCount(int *);
 cudaError_t cudaRuntimeGetVersion(int *);
 cudaError_t cudaDriverGetVersion(int *);
 cudaError_t cudaGetDevice(int *);
+cudaError_t cudaSetDevice(int);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *, int);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *, unsigned);
 cudaError_t cudaStreamSynchronize(cudaStream_t);
 cudaError_t cudaStreamDestroy(cudaStream_t);
 cudaError_t cudaEventCreate(cudaEvent_t *);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *, unsigned);
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned);
 cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t);
 cudaError_t cudaEventSynchronize(cudaEvent_t);
 cudaError_t cudaEventElapsedTime(float *, cudaEvent_t, cudaEvent_t);
