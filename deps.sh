@@ -9,7 +9,7 @@ packages=(
     libdeflate-dev
     postgresql-15 postgresql-server-dev-15 libpq-dev postgresql-15-pgtap
     libtap-parser-sourcehandler-pgtap-perl
-    python3-numpy python3-h5py python3-torchvision python3-psycopg2
+    python3-numpy python3-h5py python3-torchvision python3-psycopg2 python3-psycopg
     gnuplot-nox
 )
 
