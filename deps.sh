@@ -9,7 +9,7 @@ packages=(
     libdeflate-dev
     postgresql-15 postgresql-server-dev-15 libpq-dev postgresql-15-pgtap
     libtap-parser-sourcehandler-pgtap-perl
-    python3-numpy python3-h5py python3-torchvision python3-psycopg2
+    python3-numpy python3-h5py python3-torchvision python3-psycopg2 python3-psycopg
     python3-dev python3-venv python3-pip python3-setuptools python3-wheel
     gnuplot-nox
     openmpi-bin libopenmpi-dev
