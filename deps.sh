@@ -10,7 +10,7 @@ packages=(
     postgresql-15 postgresql-server-dev-15 libpq-dev postgresql-15-pgtap
     libtap-parser-sourcehandler-pgtap-perl
     python3-numpy python3-h5py python3-torchvision python3-psycopg2
-    gnuplot-nox
+    gnuplot-nox dataset-fashion-mnist
     openmpi-bin libopenmpi-dev
 )
 

@@ -629,8 +629,9 @@ ModelGet(FunctionCallInfo fcinfo, const char *function, text *name_text)
  * Write one image (H×W×C channels-last, dtype) as the model's normalised (C, H, W) input,
  * exactly as the trainer's loader does: uint8 images of another size are resized and
  * center-cropped with transform_resize_crop(), then normalised by transform_to_float() with
- * the mean and std the checkpoint records (0.5 and 0.5 in version 1 files). float32 images are taken as already normalised and must have the model's
- * size. A channel count other than the model's is an error.
+ * the mean and std the checkpoint records (0.5 and 0.5 in version 1 files). float32 images
+ * are taken as already normalised and must have the model's size. A channel count other than
+ * the model's is an error.
  */
 static void
 ImageToInput(const char *function, const CachedModel *m, int dtype, const uint8 *pixels,
