@@ -309,9 +309,14 @@ static int name_data_column(BenchArgs *a, int j, char *name, size_t cap)
     a->shapes[j] = name;
     a->size[j] = split_is_fixed(&s->info.split[SPLIT_TRAIN]) ? 0 : 64;
     store_close(s);
-    for (int k = 0; k < j; k++)   /* imported cifar10 beside the generated one, say */
-        if (strcmp(a->shapes[k], name) == 0 && strlen(name) + 5 < cap)
-            strcat(name, "-data"), k = -1;
+    /* imported cifar10 beside the generated one, say: the data set's column gets "-data" */
+    for (int k = 0; k < j; k++)
+        if (strcmp(a->shapes[k], name) == 0) {
+            if (strlen(name) + sizeof "-data" > cap)
+                return imgset_fail("--data %s: a second column named %s", a->data_uri[j], name);
+            strcat(name, "-data");
+            k = -1;   /* the new name against every column again */
+        }
     return 0;
 }
 
