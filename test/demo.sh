@@ -10,8 +10,9 @@ data=()
 if [ -r "$fmnist/train-images-idx3-ubyte.gz" ]; then
     mkdir -p build/demo
     [ -f build/demo/fashion-mnist/imgset.txt ] ||
-        build/imgset import idx "$fmnist"/{train-images-idx3,train-labels-idx1,t10k-images-idx3,t10k-labels-idx1}-ubyte.gz \
-            --out mmap:build/demo/fashion-mnist
+        build/imgset import idx "$fmnist"/train-images-idx3-ubyte.gz \
+            "$fmnist"/train-labels-idx1-ubyte.gz "$fmnist"/t10k-images-idx3-ubyte.gz \
+            "$fmnist"/t10k-labels-idx1-ubyte.gz --out mmap:build/demo/fashion-mnist
     data=(--data mmap:build/demo/fashion-mnist)
 fi
 exec build/imgset bench --shapes cifar10,tinyimagenet,hires,mixed "${data[@]}" \

@@ -29,7 +29,7 @@ typedef struct Variant {
 } Variant;
 
 static const Variant variants[] = {
-    {"relu (fused)", ACT_RELU, 0.0f},
+    {"relu", ACT_RELU, 0.0f},
     {"leaky-relu 0 (unfused ReLU)", ACT_LEAKY_RELU, 0.0f},
     {"leaky-relu 0.01", ACT_LEAKY_RELU, 0.01f},
     {"tanh", ACT_TANH, 0.0f},
@@ -122,7 +122,7 @@ int main(int argc, char **argv)
     printf("%s %dx%dx%d, %d classes, batch %d, %d threads: training images/s, %d rounds of %d "
            "images per variant, in rotating order\n\n", arch, C, H, W, K, batch, threads,
            rounds, steps * batch);
-    printf("| activation | images/s, median (min-max) | / relu (fused), median (min-max) |\n");
+    printf("| activation | images/s, median (min-max) | / relu, median (min-max) |\n");
     printf("|---|---|---|\n");
     for (int v = 0; v < VARIANTS; v++) {
         char a[96], b[96];

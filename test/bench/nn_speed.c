@@ -74,7 +74,8 @@ int main(int argc, char **argv)
                     model_forward(m, x, batch, 0);
             }
             double rate = steps * (double)batch / (bench_seconds(CLOCK_MONOTONIC) - t0);
-            double cpu_rate = steps * (double)batch / (bench_seconds(CLOCK_PROCESS_CPUTIME_ID) - c0);
+            double cpu_seconds = bench_seconds(CLOCK_PROCESS_CPUTIME_ID) - c0;
+            double cpu_rate = steps * (double)batch / cpu_seconds;
             if (r >= 0) {
                 (mode == 0 ? train : infer)[r] = rate;
                 (mode == 0 ? train_cpu : infer_cpu)[r] = cpu_rate;
