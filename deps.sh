@@ -11,7 +11,7 @@ packages=(
     libtap-parser-sourcehandler-pgtap-perl
     python3-numpy python3-h5py python3-torchvision python3-psycopg2 python3-psycopg
     python3-dev python3-venv python3-pip python3-setuptools python3-wheel
-    gnuplot-nox
+    gnuplot-nox dataset-fashion-mnist
     openmpi-bin libopenmpi-dev
 )
 

@@ -54,11 +54,6 @@
 #define BATCH_MAX_IMAGES (1 << 20)
 #define SHA256_BYTES 32
 
-/* The trainer's loader normalises x/255 with mean = std = 0.5 per channel (pixels to [-1, 1]):
- * loader_options_default(); checkpoints do not record it. */
-static const float input_mean[IMGSET_MAX_CHANNELS] = {0.5f, 0.5f, 0.5f, 0.5f};
-static const float input_std[IMGSET_MAX_CHANNELS] = {0.5f, 0.5f, 0.5f, 0.5f};
-
 /*
  * A parsed model in this backend's cache. It is used only while the visible row of
  * imgset.models still has the same (table, version, xmin): replacing a model (add_model with
@@ -465,8 +460,7 @@ ParseCheckpoint(const char *function, const uint8 *file, Size len, ParsedCheckpo
 				 errmsg("%s: the checkpoint's model takes %d channels, an imgtensor has 1 to %d",
 						function, out->spec.channels, IMGTENSOR_MAX_CHANNELS)));
 	out->graph = palloc0(sizeof(ModelGraph));
-	if (model_graph_build(out->graph, out->spec.arch, out->spec.channels, out->spec.height,
-						  out->spec.width, out->spec.classes) < 0)
+	if (model_graph_build(out->graph, &out->spec) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s: cannot build model %s for %dx%dx%d input and %d classes", function,
@@ -693,8 +687,9 @@ ModelGet(FunctionCallInfo fcinfo, const char *function, text *name_text)
  * Write one image (H×W×C channels-last, dtype) as the model's normalised (C, H, W) input,
  * exactly as the trainer's loader does: uint8 images of another size are resized and
  * center-cropped with transform_resize_crop(), then normalised by transform_to_float() with
- * mean = std = 0.5. float32 images are taken as already normalised and must have the model's
- * size. A channel count other than the model's is an error.
+ * the mean and std the checkpoint records (0.5 and 0.5 in version 1 files). float32 images
+ * are taken as already normalised and must have the model's size. A channel count other than
+ * the model's is an error.
  */
 static void
 ImageToInput(const char *function, const CachedModel *m, int dtype, const uint8 *pixels,
@@ -733,7 +728,7 @@ ImageToInput(const char *function, const CachedModel *m, int dtype, const uint8 
 	}
 	if (height == spec->height && width == spec->width)
 	{
-		transform_to_float(dst, pixels, 1, height, width, channels, input_mean, input_std);
+		transform_to_float(dst, pixels, 1, height, width, channels, spec->mean, spec->std);
 		return;
 	}
 	{
@@ -752,8 +747,8 @@ ImageToInput(const char *function, const CachedModel *m, int dtype, const uint8 
 		scratch = palloc(Max(scratch_bytes, 1));
 		resized = palloc((Size) spec->height * spec->width * channels);
 		transform_resize_crop(resized, spec->height, spec->width, pixels, shape, scratch);
-		transform_to_float(dst, resized, 1, spec->height, spec->width, channels, input_mean,
-						   input_std);
+		transform_to_float(dst, resized, 1, spec->height, spec->width, channels, spec->mean,
+						   spec->std);
 		pfree(resized);
 		pfree(scratch);
 	}

@@ -355,6 +355,80 @@ void store_close(Store *s)
     store_free(s);
 }
 
+/* ---- the first images of a store ---------------------------------------------------- */
+
+typedef struct HeadArg {
+    const char *uri;
+    const int64_t *count;
+} HeadArg;
+
+static int head_open(Store *s, const char *location)
+{
+    const HeadArg *arg = s->open_arg;
+    Store *inner = store_open(arg->uri);
+    if (!inner)
+        return -1;
+    if (dataset_info_copy(&s->info, &inner->info) < 0) {
+        store_close(inner);
+        return imgset_fail("%s: out of memory", arg->uri);
+    }
+    for (int split = 0; split < SPLIT_COUNT; split++)
+        if (arg->count[split] < s->info.split[split].count)
+            s->info.split[split].count = arg->count[split] < 0 ? 0 : arg->count[split];
+    s->impl = inner;
+    return 0;
+}
+
+static int head_image_shape(Store *s, int split, int64_t index, ImageShape *shape)
+{
+    return store_image_shape(s->impl, split, index, shape);
+}
+
+static int head_read_image(Store *s, int split, int64_t index, uint8_t *dst, size_t capacity,
+                           ImageShape *shape, int32_t *label)
+{
+    return store_read_image(s->impl, split, index, dst, capacity, shape, label);
+}
+
+static int head_read_batch(Store *s, int split, const int64_t *indices, int n, uint8_t *dst,
+                           int32_t *labels)
+{
+    return store_read_batch(s->impl, split, indices, n, dst, labels);
+}
+
+static void head_close(Store *s)
+{
+    store_close(s->impl);
+    s->impl = NULL;
+}
+
+static const StoreOps head_ops = {
+    .scheme = "head",
+    .summary = "the first images of another store",
+    .open = head_open,
+    .image_shape = head_image_shape,
+    .read_image = head_read_image,
+    .close = head_close,
+    .read_batch = head_read_batch,
+};
+
+Store *store_open_head(const char *uri, const int64_t count[SPLIT_COUNT])
+{
+    HeadArg arg = {uri, count};
+    return store_open_with(&head_ops, uri, uri, &arg);
+}
+
+int store_split_channels(Store *s, int split)
+{
+    const SplitInfo *info = &s->info.split[split];
+    if (split_is_fixed(info))
+        return info->shape.channels;
+    ImageShape shape;
+    if (info->count < 1)
+        return imgset_fail("%s: the %s split is empty", s->uri, split_names[split]);
+    return store_image_shape(s, split, 0, &shape) < 0 ? -1 : shape.channels;
+}
+
 int store_read_image_grow(Store *s, int split, int64_t index, uint8_t **buf, size_t *capacity,
                           ImageShape *shape, int32_t *label)
 {

@@ -89,6 +89,10 @@ Store *store_open_reader(const char *uri, int reader);
 Store *store_open_with(const StoreOps *ops, const char *name, const char *location,
                        const void *arg);
 
+/* A reader of the first count[split] images of each split of the store at uri (all of a
+ * split with fewer), e.g. to bench or copy part of a data set. NULL with imgset_fail(). */
+Store *store_open_head(const char *uri, const int64_t count[SPLIT_COUNT]);
+
 /* Start writing a store; NULL with imgset_fail(). Finish with store_commit() or store_close(). */
 Store *store_create(const char *uri, const DatasetInfo *info);
 
@@ -104,6 +108,11 @@ int store_write_image(Store *s, int split, const uint8_t *pixels, ImageShape sha
  * any size one by one. *buf = NULL, *capacity = 0 to start; free(*buf) at the end. */
 int store_read_image_grow(Store *s, int split, int64_t index, uint8_t **buf, size_t *capacity,
                           ImageShape *shape, int32_t *label);
+
+/* The channels of a split's images: its fixed shape's, else image 0's (a ragged split's
+ * images share their channel count). -1 with imgset_fail() for an empty split or a read
+ * error. */
+int store_split_channels(Store *s, int split);
 
 /* Gather a batch of a fixed-shape split: dst holds n * image bytes, labels n entries.
  * Indices are checked; labels are checked against the class count. 0 or -1. */

@@ -26,29 +26,35 @@ def stem_shrink(H, W):
 
 
 class Mlp(nn.Module):
-    def __init__(self, C, H, W, K):
+    """act: the hidden layers' activation (imgset train --activation), ReLU by default."""
+
+    def __init__(self, C, H, W, K, act=F.relu):
         super().__init__()
         self.fc1 = nn.Linear(C * H * W, 256)
         self.fc2 = nn.Linear(256, 128)
         self.fc3 = nn.Linear(128, K)
+        self.act = act
 
     def forward(self, x):
         x = torch.flatten(x, 1)
-        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+        return self.fc3(self.act(self.fc2(self.act(self.fc1(x)))))
 
 
 class CnnSmall(nn.Module):
-    def __init__(self, C, H, W, K):
+    """act: the hidden layers' activation (imgset train --activation), ReLU by default."""
+
+    def __init__(self, C, H, W, K, act=F.relu):
         super().__init__()
         self.conv1 = nn.Conv2d(C, 32, 3, padding=1)
         self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
         self.fc1 = nn.Linear(64 * (H // 4) * (W // 4), 128)
         self.fc2 = nn.Linear(128, K)
+        self.act = act
 
     def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
+        x = F.max_pool2d(self.act(self.conv1(x)), 2)
+        x = F.max_pool2d(self.act(self.conv2(x)), 2)
+        return self.fc2(self.act(self.fc1(torch.flatten(x, 1))))
 
 
 class ConvBn(nn.Module):

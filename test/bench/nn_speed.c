@@ -10,62 +10,21 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
 #include "error.h"
 #include "model.h"
 #include "rng.h"
-
-static double clock_seconds(clockid_t id)
-{
-    struct timespec t;
-    clock_gettime(id, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int compare_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* "model name" of /proc/cpuinfo, or "unknown". */
-static void cpu_name(char *out, size_t cap)
-{
-    snprintf(out, cap, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
-            snprintf(out, cap, "%s", strchr(line, ':') + 2);
-            out[strcspn(out, "\n")] = 0;
-            break;
-        }
-    if (f)
-        fclose(f);
-}
 
 int main(int argc, char **argv)
 {
     if (model_blas_reexec(argv) < 0)
         fprintf(stderr, "nn_speed: %s (continuing with OpenBLAS's own choice)\n", imgset_error());
-    const char *arch = "cnn-small";
-    int C = 3, H = 32, W = 32, K = 10, batch = 128, threads = 2, runs = 7, images = 2560, json = 0;
+    BenchModel bm = {"cnn-small", 3, 32, 32, 10, 128, 2, 7, 2560};
+    int json = 0;
     for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(argv[i], "--arch") == 0 && v)
-            arch = argv[++i];
-        else if (strcmp(argv[i], "--shape") == 0 && v && sscanf(v, "%dx%dx%d", &C, &H, &W) == 3)
-            i++;
-        else if (strcmp(argv[i], "--classes") == 0 && v)
-            K = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--batch") == 0 && v)
-            batch = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--threads") == 0 && v)
-            threads = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--runs") == 0 && v)
-            runs = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--images") == 0 && v)
-            images = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--json") == 0)
+        if (bench_model_option(&bm, argc, argv, &i))
+            continue;
+        if (strcmp(argv[i], "--json") == 0)
             json = 1;
         else {
             fprintf(stderr, "usage: nn_speed [--arch A] [--shape CxHxW] [--classes K] [--batch B] "
@@ -73,6 +32,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    const char *arch = bm.arch;
+    int C = bm.C, H = bm.H, W = bm.W, K = bm.K, batch = bm.batch, threads = bm.threads;
+    int runs = bm.runs, images = bm.images;
     if (runs < 1 || runs > 100 || images < batch) {
         fprintf(stderr, "nn_speed: need 1..100 runs and --images >= --batch\n");
         return 2;
@@ -98,8 +60,8 @@ int main(int argc, char **argv)
     float loss;
     for (int mode = 0; mode < 2; mode++)
         for (int r = -1; r < runs; r++) {   /* run -1 warms up */
-            double t0 = clock_seconds(CLOCK_MONOTONIC);
-            double c0 = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
+            double t0 = bench_seconds(CLOCK_MONOTONIC);
+            double c0 = bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
             for (int s = 0; s < steps; s++) {
                 if (mode == 0) {
                     model_zero_grad(m);
@@ -111,26 +73,21 @@ int main(int argc, char **argv)
                 } else
                     model_forward(m, x, batch, 0);
             }
-            double rate = steps * (double)batch / (clock_seconds(CLOCK_MONOTONIC) - t0);
-            double cpu_rate = steps * (double)batch / (clock_seconds(CLOCK_PROCESS_CPUTIME_ID) - c0);
+            double rate = steps * (double)batch / (bench_seconds(CLOCK_MONOTONIC) - t0);
+            double cpu_seconds = bench_seconds(CLOCK_PROCESS_CPUTIME_ID) - c0;
+            double cpu_rate = steps * (double)batch / cpu_seconds;
             if (r >= 0) {
                 (mode == 0 ? train : infer)[r] = rate;
                 (mode == 0 ? train_cpu : infer_cpu)[r] = cpu_rate;
             }
         }
-    qsort(train, (size_t)runs, sizeof(double), compare_double);
-    qsort(infer, (size_t)runs, sizeof(double), compare_double);
-    qsort(train_cpu, (size_t)runs, sizeof(double), compare_double);
-    qsort(infer_cpu, (size_t)runs, sizeof(double), compare_double);
+    qsort(train, (size_t)runs, sizeof(double), bench_compare_doubles);
+    qsort(infer, (size_t)runs, sizeof(double), bench_compare_doubles);
+    qsort(train_cpu, (size_t)runs, sizeof(double), bench_compare_doubles);
+    qsort(infer_cpu, (size_t)runs, sizeof(double), bench_compare_doubles);
     char cpu[256];
-    cpu_name(cpu, sizeof cpu);
-    double load[3] = {0};
-    FILE *la = fopen("/proc/loadavg", "r");
-    if (la) {
-        if (fscanf(la, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3)
-            load[0] = -1;
-        fclose(la);
-    }
+    bench_cpu_name(cpu, sizeof cpu);
+    double load[1] = {bench_load_average()};
     if (json) {
         printf("{\"impl\":\"imgset\",\"arch\":\"%s\",\"shape\":[%d,%d,%d],\"classes\":%d,"
                "\"batch\":%d,\"threads\":%d,\"runs\":%d,\"images_per_run\":%d,"

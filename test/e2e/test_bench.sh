@@ -78,5 +78,27 @@ ok "Ctrl-C during the runs stops the bench (status $rc), says so, removes its cl
     sleep 1 && [ \$(ls -d '$TMPDIR'/imgset-pg.* 2>/dev/null | wc -l) -eq 0 ] && [ ! -e int/results.md ]"
 usage_error "an unknown store is named" "nosuch" "$IMGSET" bench --stores mmap,nosuch
 usage_error "an unknown shape is named" "tiny" "$IMGSET" bench --shapes tiny
+# --data: a data set of ours (here: generated, then imported by path) as a column, named after
+# the data set, a fraction of it with --scale; --model for every column.
+"$IMGSET" gen --like cifar10 --train 300 --test 60 --seed 4 --out mmap:mine >/dev/null
+ok "bench --data mmap:mine --scale 0.5 --model mlp" bash -c "
+    '$IMGSET' bench --data mmap:mine --stores mmap,hdf5 --scale 0.5 --model mlp --runs 1 \
+        --epochs 1 --out data-out >/dev/null 2>&1"
+ok "only the data set's column, named after it; half of each split, mlp, the source named" bash -c "
+    grep -q '^| store | cifar10 |\$' data-out/results.md &&
+    grep -q '^data sets: cifar10 150 train / 30 test (mlp, from mmap:mine)\$' data-out/results.md"
+ok "its JSON cells name the data set's URI and the model, with epoch times" "$PYTHON" -c "
+import json
+cells = json.load(open('data-out/results.json'))['cells']
+assert len(cells) == 2 and all(c['data'] == 'mmap:mine' and c['model'] == 'mlp' and
+                               c['train_images'] == 150 for c in cells), cells
+assert all(c['epoch_seconds']['median'] > 0 for c in cells if not c['note'])
+"
+ok "--data beside --shapes: both columns, the data set renamed where it meets a shape" bash -c "
+    '$IMGSET' bench --shapes cifar10 --data mmap:mine --stores mmap --scale 0.002 --runs 1 \
+        --epochs 1 --mode read --out both-out >/dev/null 2>&1 &&
+    grep -q '^| store | cifar10 | cifar10-data |\$' both-out/results.md"
+usage_error "an unknown --model is named" "--model" "$IMGSET" bench --model resnet50
+fails_with "a missing --data store is named" "absent" "$IMGSET" bench --data mmap:absent
 ok "bench --help" bash -c "'$IMGSET' bench --help | grep -q usage"
 tap_done

@@ -43,8 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             free(ptrs);
         }
         static ModelGraph graph;   /* large; kept off the stack */
-        if (model_graph_build(&graph, spec.arch, spec.channels, spec.height, spec.width,
-                              spec.classes) == 0 &&
+        if (model_graph_build(&graph, &spec) == 0 &&
             graph.param_floats <= ((size_t)1 << 20)) {
             float *params = malloc(sizeof(float) * graph.param_floats);
             float *velocity = malloc(sizeof(float) * graph.param_floats);

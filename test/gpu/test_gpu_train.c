@@ -44,16 +44,35 @@ typedef struct Case {
     int C, H, W, K, N;
     int workspace_mb;   /* IMGSET_CUDA_WORKSPACE_MB for this case, 0 = default */
     const char *what;
+    int activation, loss;   /* graph.h, nn.h; 0 = ReLU, cross-entropy */
 } Case;
 
 static const Case cases[] = {
-    {"mlp", 3, 8, 8, 5, 6, 0, "linear layers"},
-    {"cnn-small", 3, 32, 32, 10, 4, 0, "fused conv-ReLU-pool blocks"},
-    {"cnn-small", 1, 30, 30, 10, 5, 1, "odd sides; a 1 MB workspace: conv2 in chunks of 3 + 2"},
-    {"resnet8", 3, 32, 32, 10, 8, 0, "batch norm, residual adds, global pooling"},
-    {"resnet8", 3, 136, 136, 7, 2, 0, "stride-2 stem and a 2x2 max pool (136 -> 68 -> 34)"},
-    {"densenet-tiny", 3, 16, 16, 10, 8, 0, "concatenation, average pooling"},
+    {"mlp", 3, 8, 8, 5, 6, 0, "linear layers", ACT_RELU, LOSS_CCE},
+    {"cnn-small", 3, 32, 32, 10, 4, 0, "fused conv-ReLU-pool blocks", ACT_RELU, LOSS_CCE},
+    {"cnn-small", 1, 30, 30, 10, 5, 1, "odd sides; a 1 MB workspace: conv2 in chunks of 3 + 2",
+     ACT_RELU, LOSS_CCE},
+    {"resnet8", 3, 32, 32, 10, 8, 0, "batch norm, residual adds, global pooling", ACT_RELU,
+     LOSS_CCE},
+    {"resnet8", 3, 136, 136, 7, 2, 0, "stride-2 stem and a 2x2 max pool (136 -> 68 -> 34)",
+     ACT_RELU, LOSS_CCE},
+    {"densenet-tiny", 3, 16, 16, 10, 8, 0, "concatenation, average pooling", ACT_RELU, LOSS_CCE},
+    {"mlp", 3, 8, 8, 5, 6, 0, "tanh, BCE of per-class sigmoids", ACT_TANH, LOSS_BCE},
+    {"cnn-small", 3, 16, 16, 10, 4, 0, "conv, leaky ReLU, max-pool unfused; MSE of the softmax",
+     ACT_LEAKY_RELU, LOSS_MSE},
+    {"cnn-small", 1, 12, 12, 12, 4, 0, "sigmoid; MAE of the softmax", ACT_SIGMOID, LOSS_MAE},
 };
+
+/* Case c's model, with its activation (slope 0.1) and loss. */
+static Model *case_model(const Case *c)
+{
+    ModelSpec spec;
+    model_spec_default(&spec, c->arch, c->C, c->H, c->W, c->K);
+    spec.activation = c->activation;
+    spec.leaky_slope = 0.1f;
+    spec.loss = c->loss;
+    return model_create_spec(&spec, c->N, 7);
+}
 enum { CASES = sizeof cases / sizeof cases[0] };
 
 /* The device tests after the per-case ones, named once for running and for skipping. */
@@ -159,7 +178,7 @@ static double window_margin(const float *in, size_t planes, int H, int W, int k,
  * model (the fused blocks' pre-pool outputs computed again with conv2d_forward). */
 static double pool_margin(const Case *c, const float *x)
 {
-    Model *m = model_create(c->arch, c->C, c->H, c->W, c->K, c->N, 7);
+    Model *m = case_model(c);
     if (!m || !model_forward(m, x, c->N, 1)) {
         model_free(m);
         return 0;
@@ -201,8 +220,8 @@ static double pool_margin(const Case *c, const float *x)
 static void test_case(const Case *c)
 {
     char name[160];
-    snprintf(name, sizeof name, "%s %dx%dx%d, %d images (%s)", c->arch, c->C, c->H, c->W, c->N,
-             c->what);
+    snprintf(name, sizeof name, "%s %dx%dx%d, %d images, %s, %s (%s)", c->arch, c->C, c->H,
+             c->W, c->N, model_activation_name(c->activation), nn_loss_name(c->loss), c->what);
     if (c->workspace_mb) {
         char mb[16];
         snprintf(mb, sizeof mb, "%d", c->workspace_mb);
@@ -211,8 +230,7 @@ static void test_case(const Case *c)
     size_t in = (size_t)c->N * c->C * c->H * c->W;
     float *x = malloc(in * sizeof(float)), *x_dev = NULL;
     int32_t *labels = malloc((size_t)c->N * sizeof *labels);
-    Model *cpu = model_create(c->arch, c->C, c->H, c->W, c->K, c->N, 7);
-    Model *gpu = model_create(c->arch, c->C, c->H, c->W, c->K, c->N, 7);
+    Model *cpu = case_model(c), *gpu = case_model(c);
     double margin = 0;
     for (uint64_t attempt = 0; x && labels && attempt < 50 && margin < POOL_MARGIN; attempt++) {
         Rng rng = rng_make(11, attempt);
@@ -408,8 +426,9 @@ static void test_without_device(const char *uri, const char *reason)
     model_free(m);
     for (int i = 0; i < CASES; i++) {
         char name[160];
-        snprintf(name, sizeof name, "%s %dx%dx%d: GPU forward, loss, backward, step, eval "
-                 "agree with the CPU", cases[i].arch, cases[i].C, cases[i].H, cases[i].W);
+        snprintf(name, sizeof name, "%s %dx%dx%d (%s, %s): GPU forward, loss, backward, step, "
+                 "eval agree with the CPU", cases[i].arch, cases[i].C, cases[i].H, cases[i].W,
+                 model_activation_name(cases[i].activation), nn_loss_name(cases[i].loss));
         skip(name, reason);
     }
     skip("two SGD steps of imgset train through the loader on the GPU save the CPU's weights",

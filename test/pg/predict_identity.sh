@@ -109,6 +109,22 @@ for like in cifar10 mixed; do
     is "$acc_sql" "$acc_cli" "$like: accuracy in SQL $acc_sql = the CLI's"
 done
 
+# Every activation, loss and normalisation: the extension builds the model the checkpoint
+# records and normalises as it says (mean and std other than 0.5 for two of them).
+n_recipe=0
+for recipe in "cnn-small --activation tanh --loss bce --normalize minmax" \
+              "mlp --activation leaky-relu --leaky-slope 0.2 --loss mse --mean auto --std auto" \
+              "cnn-small --activation sigmoid --loss mae --mean 0.4,0.5,0.6 --std 0.3"; do
+    n_recipe=$((n_recipe + 1))
+    A="mmap:$WORK/identity-cifar10" CK="$WORK/identity-recipe-$n_recipe.safetensors" model=m_recipe_$n_recipe
+    t "train --model $recipe" "$IMGSET" train "$A" --model $recipe --epochs 1 --batch 32 --seed 3 --save "$CK"
+    t "model push $model" "$IMGSET" model push "$CK" --db "$CONN" --name "$model"
+    t "imgset predict ($recipe)" "$IMGSET" predict "$CK" "$A" --json "$WORK/pr-$n_recipe.json"
+    want=$(sed -n 's/.*"images": \([0-9]*\).*/\1/p' "$WORK/pr-$n_recipe.json")
+    got=$(compare "$WORK/pr-$n_recipe.json" "imgset.id_cifar10_test" "$model" 2>&1)
+    is "$got" "$want|$want|$want" "$recipe: imgset_predict / imgset_forward = imgset predict, classes and logits of all $want images bit for bit"
+done
+
 # The cifar model learned something (so the classes compared above are not all one class).
 classes=$(sql -c "SELECT count(DISTINCT imgset.imgset_predict('m_cifar', img)) FROM imgset.id_cifar10_test" 2>&1)
 if [ "${classes:-0}" -ge 3 ] 2>/dev/null; then ok "the cifar model predicts $classes different classes"

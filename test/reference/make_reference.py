@@ -2,8 +2,11 @@
 """make_reference.py — PyTorch reference tensors for test/unit/test_model.c.
 
 Builds each architecture of trainer/nn/graph.h in PyTorch (same layers, same state_dict names),
-fills the parameters and the input from a formula the C test reproduces exactly, and runs:
-  1. a training-mode forward, softmax cross-entropy (mean) and backward;
+with the case's hidden activation (ReLU, LeakyReLU, tanh, sigmoid) and loss (softmax
+cross-entropy; BCE of per-class sigmoids, MSE or MAE of the softmax, each against one-hot
+targets), fills the parameters and the input from a formula the C test reproduces exactly,
+and runs:
+  1. a training-mode forward, the loss (mean) and backward;
   2. two steps of torch.optim.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
      (the second after a fresh forward/backward on the same batch);
   3. an evaluation-mode forward.
@@ -37,13 +40,37 @@ import torch.nn.functional as F
 REF_SEED = 20240601
 MASK = (1 << 64) - 1
 CASES = [
-    # name, arch, C, H, W, K, N
+    # name, arch, C, H, W, K, N[, activation, loss]
     ("mlp", "mlp", 2, 3, 5, 5, 4),
     ("cnn-small", "cnn-small", 3, 9, 7, 5, 4),
     ("resnet8", "resnet8", 3, 8, 8, 5, 4),
     ("resnet8-large", "resnet8", 1, 130, 130, 3, 2),
     ("densenet-tiny", "densenet-tiny", 3, 8, 8, 5, 4),
+    ("mlp-leaky-relu-bce", "mlp", 2, 3, 5, 5, 4, "leaky-relu", "bce"),
+    ("mlp-tanh-mse", "mlp", 2, 3, 5, 5, 4, "tanh", "mse"),
+    ("mlp-sigmoid-mae", "mlp", 2, 3, 5, 5, 4, "sigmoid", "mae"),
+    ("cnn-small-leaky-relu-mse", "cnn-small", 3, 9, 7, 5, 4, "leaky-relu", "mse"),
+    ("cnn-small-tanh-mae", "cnn-small", 3, 9, 7, 5, 4, "tanh", "mae"),
+    ("cnn-small-sigmoid-bce", "cnn-small", 3, 9, 7, 5, 4, "sigmoid", "bce"),
 ]
+LEAKY_SLOPE = 0.1   # the references' negative slope (the trainer's default is 0.01)
+
+
+def activation(name, slope=LEAKY_SLOPE):
+    """The hidden activation called `name` in graph.h (relu, leaky-relu, tanh, sigmoid)."""
+    return {"relu": F.relu, "leaky-relu": lambda x: F.leaky_relu(x, slope),
+            "tanh": torch.tanh, "sigmoid": torch.sigmoid}[name]
+
+
+def loss_of(name, logits, labels):
+    """The mean loss `name` (nn.h's NnLoss) of logits against labels, as one-hot targets."""
+    if name == "cce":
+        return F.cross_entropy(logits, labels)
+    onehot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+    if name == "bce":
+        return F.binary_cross_entropy(torch.sigmoid(logits), onehot)
+    probs = F.softmax(logits, 1)
+    return F.mse_loss(probs, onehot) if name == "mse" else F.l1_loss(probs, onehot)
 SGD = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
 
@@ -125,18 +152,18 @@ def write_safetensors(path, tensors, metadata):
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
-def make_case(name, arch, C, H, W, K, N, out_dir):
+def make_case(name, arch, C, H, W, K, N, act="relu", loss="cce", out_dir="."):
     torch.manual_seed(0)
-    net = ARCHS[arch](C, H, W, K)
+    net = ARCHS[arch](C, H, W, K, act=activation(act)) if act != "relu" else ARCHS[arch](C, H, W, K)
     fill_parameters(net)
     x = torch.from_numpy((np.float32(2) * uniforms(fnv1a64("input"), N * C * H * W) - np.float32(1)).reshape(N, C, H, W))
     labels = torch.tensor([(3 * n + 1) % K for n in range(N)])
     net.train()
     out = {"labels": labels.to(torch.float32)}
     logits = net(x)
-    loss = F.cross_entropy(logits, labels)
-    loss.backward()
-    out["logits"], out["loss"] = logits.detach(), loss.detach().reshape(1)
+    value = loss_of(loss, logits, labels)
+    value.backward()
+    out["logits"], out["loss"] = logits.detach(), value.detach().reshape(1)
     for pname, p in net.named_parameters():
         out["grad." + pname] = sampled(p.grad)
     for bname, b in net.named_buffers():
@@ -145,7 +172,7 @@ def make_case(name, arch, C, H, W, K, N, out_dir):
     opt = torch.optim.SGD(net.parameters(), **SGD)
     opt.step()
     opt.zero_grad()
-    loss2 = F.cross_entropy(net(x), labels)
+    loss2 = loss_of(loss, net(x), labels)
     loss2.backward()
     opt.step()
     out["loss2"] = loss2.detach().reshape(1)
@@ -157,16 +184,18 @@ def make_case(name, arch, C, H, W, K, N, out_dir):
     meta = {"arch": arch, "channels": str(C), "height": str(H), "width": str(W), "classes": str(K),
             "batch": str(N), "ref_seed": str(REF_SEED), "torch": torch.__version__,
             "sgd": json.dumps(SGD)}
+    if (act, loss) != ("relu", "cce"):   # the first cases' files predate these keys
+        meta.update(activation=act, leaky_slope=repr(LEAKY_SLOPE), loss=loss)
     path = os.path.join(out_dir, name + ".safetensors")
     write_safetensors(path, out, meta)
-    print(f"{path}: loss {loss.item():.6f} loss2 {loss2.item():.6f} ({os.path.getsize(path)} bytes)")
+    print(f"{path}: loss {value.item():.6f} loss2 {loss2.item():.6f} ({os.path.getsize(path)} bytes)")
 
 
 def main():
     torch.set_num_threads(1)
     out_dir = os.path.dirname(os.path.abspath(__file__))
     for case in CASES:
-        make_case(*case, out_dir)
+        make_case(*case, out_dir=out_dir)
 
 
 if __name__ == "__main__":

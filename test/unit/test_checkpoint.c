@@ -10,6 +10,7 @@
 #include "checkpoint.h"
 #include "error.h"
 #include "model.h"
+#include "nn.h"
 #include "rng.h"
 #include "tap.h"
 
@@ -214,6 +215,15 @@ static char *replace(const char *s, const char *from, const char *to)
     return r;
 }
 
+/* The number of ops of kind in g. */
+static int count_ops(const ModelGraph *g, int kind)
+{
+    int n = 0;
+    for (int i = 0; i < g->num_ops; i++)
+        n += g->ops[i].kind == kind;
+    return n;
+}
+
 static void bad_checkpoint(const char *what, const char *path, const char *needle)
 {
     CheckpointInfo info;
@@ -343,14 +353,34 @@ static void test_corrupt_files(void)
 /* Edits of good.safetensors' JSON header: each an error naming what is wrong. */
 static void test_header_edits(void)
 {
-    const char *good = path_of("good.safetensors"), *bad = path_of("bad.safetensors");
+    char good[512], bad[512];   /* copies: path_of's buffers rotate under replace_header */
+    snprintf(good, sizeof good, "%s", path_of("good.safetensors"));
+    snprintf(bad, sizeof bad, "%s", path_of("bad.safetensors"));
     size_t len;
     uint8_t *file = read_whole(good, &len);
     /* what to find, what to put there, the case, what the error must name */
     static const char *const edits[][4] = {
         {"\"fc2.bias\"", "\"fc9.bias\"", "a renamed tensor", "fc2.bias"},
         {"pg_imgset-checkpoint", "something-else", "wrong format", "not a pg_imgset checkpoint"},
-        {"\"version\":\"1\"", "\"version\":\"9\"", "future version", "version 9"},
+        {"\"version\":\"2\"", "\"version\":\"9\"", "future version", "version 9"},
+        {"\"activation\":\"relu\"", "\"activation\":\"swish\"", "unknown activation",
+         "\"activation\" = \"swish\" is not one of relu"},
+        {"\"loss\":\"cce\"", "\"loss\":\"hinge\"", "unknown loss", "\"loss\" = \"hinge\""},
+        {"\"normalize\":\"meanstd\"", "\"normalize\":\"zscore\"", "unknown normalisation",
+         "normalize"},
+        {"\"leaky_slope\":\"0.00999999978\"", "\"leaky_slope\":\"x\"", "a slope that is not a number",
+         "leaky_slope"},
+        {"\"leaky_slope\":\"0.00999999978\"", "\"leaky_slope\":\"2\"", "a slope outside [0, 1]",
+         "slope 2 outside"},
+        {"\"mean\":\"[0.5,0.5,0.5]\"", "\"mean\":\"[0.5,0.5]\"", "a mean per channel missing",
+         "\"mean\" has 2 values for 3 channels"},
+        {"\"std\":\"[0.5,0.5,0.5]\"", "\"std\":\"[0.5,0,0.5]\"", "a zero std",
+         "channel 1"},
+        {"\"std\":\"[0.5,0.5,0.5]\"", "\"std\":\"[0.5,nan,0.5]\"", "a NaN std",
+         "\"std\" = \"[0.5,nan,0.5]\" is not a list"},
+        {"\"mean\":\"[0.5,0.5,0.5]\"", "\"mean\":\"0.5\"", "a mean that is not a list",
+         "not a list"},
+        {"\"loss\":", "\"los\":", "a version 2 file without its loss", "no \"loss\""},
         {"\"classes\":\"4\"", "\"classes\":\"4x\"", "non-numeric metadata", "classes"},
         {"\"arch\":\"cnn-small\"", "\"arch\":\"cnn-huge\"", "unknown architecture", "cnn-huge"},
         {"\"height\":\"8\"", "\"height\":\"12\"", "shape that does not match the tensors", "shape"},
@@ -399,6 +429,85 @@ static void test_random_corruptions(void)
        "valid, no crash", errors, loads);
     free(copy);
     free(file);
+}
+
+/* A version 1 file (no recipe keys) means ReLU, cross-entropy, mean = std = 0.5; a version 2
+ * file records the recipe, and resuming checks it. */
+static void test_recipes(void)
+{
+    ModelSpec spec;
+    model_spec_default(&spec, "mlp", 3, 4, 4, 3);
+    spec.activation = ACT_LEAKY_RELU;
+    spec.leaky_slope = 0.3f;
+    spec.loss = LOSS_MAE;
+    spec.normalize = NORM_MINMAX;
+    const float mean[3] = {0.1f, 0.2f, 1.0f / 3.0f}, std[3] = {0.25f, 0.123456789f, 0.5f};
+    memcpy(spec.mean, mean, sizeof mean);
+    memcpy(spec.std, std, sizeof std);
+    Model *m = model_create_spec(&spec, 2, 3);
+    const char *path = path_of("recipe.safetensors"), *v1 = path_of("v1.safetensors");
+    CheckpointInfo info;
+    Model *back = m && checkpoint_save(path, m, NULL, NULL, 0) == 0
+                      ? checkpoint_load(path, 2, &info) : NULL;
+    ok(back && memcmp(&back->graph.spec, &m->graph.spec, sizeof spec) == 0 &&
+           memcmp(&info.spec, &spec, sizeof spec) == 0,
+       "activation, slope, loss, normalisation, mean and std round-trip exactly (%s)",
+       back ? "ok" : imgset_error());
+    if (back)
+        checkpoint_info_free(&info);
+    model_free(back);
+
+    ModelSpec other = spec;
+    other.activation = ACT_TANH;
+    Model *o = model_create_spec(&other, 2, 3);
+    ok(o && checkpoint_restore(path, o, NULL) < 0 && strstr(imgset_error(), "leaky-relu") &&
+           strstr(imgset_error(), "tanh"),
+       "resume with another activation is refused, naming both: %s", imgset_error());
+    model_free(o);
+    other = spec;
+    other.std[1] = 0.2f;
+    o = model_create_spec(&other, 2, 3);
+    ok(o && checkpoint_restore(path, o, NULL) < 0 && strstr(imgset_error(), "std"),
+       "resume with another normalisation is refused: %s", imgset_error());
+    model_free(o);
+
+    /* the same weights in a version 1 file: no recipe keys */
+    size_t len;
+    uint8_t *file = read_whole(path, &len);
+    char *h = header_of(file), *h2 = replace(h, "\"version\":\"2\"", "\"version\":\"1\"");
+    static const char *const keys[] = {"activation", "leaky_slope", "loss", "normalize", "mean",
+                                       "std"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        char key[32], *at, *end;
+        snprintf(key, sizeof key, "\"%s\":\"", keys[i]);
+        if ((at = strstr(h2, key)) && (end = strstr(at + strlen(key), "\",")))
+            memmove(at, end + 2, strlen(end + 2) + 1);
+    }
+    uint64_t old = 0;   /* the old header's length: the data section follows it */
+    for (int i = 7; i >= 0; i--)
+        old = old << 8 | file[i];
+    size_t hl = strlen(h2);
+    uint8_t *edited = malloc(8 + hl + (len - 8 - old));
+    for (int i = 0; i < 8; i++)
+        edited[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    memcpy(edited + 8, h2, hl);
+    memcpy(edited + 8 + hl, file + 8 + old, len - 8 - old);
+    write_whole(v1, edited, 8 + hl + (len - 8 - old));
+    free(edited);
+    back = checkpoint_load(v1, 2, &info);
+    ok(back && !strstr(h2, "activation") && back->graph.spec.activation == ACT_RELU &&
+           back->graph.spec.loss == LOSS_CCE && back->graph.spec.normalize == NORM_MEANSTD &&
+           back->graph.spec.mean[0] == 0.5f && back->graph.spec.std[2] == 0.5f &&
+           count_ops(&back->graph, OP_RELU) == 2,
+       "a version 1 checkpoint loads as ReLU, cross-entropy, mean = std = 0.5 (%s)",
+       back ? "ok" : imgset_error());
+    if (back)
+        checkpoint_info_free(&info);
+    model_free(back);
+    free(h);
+    free(h2);
+    free(file);
+    model_free(m);
 }
 
 /* One SGD step of m on fixed data derived from step. */
@@ -471,6 +580,7 @@ int main(void)
         test_random_corruptions();
         model_free(saved);
     }
+    test_recipes();
     test_resume();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -10,6 +10,7 @@
 #include "checkpoint.h"
 #include "error.h"
 #include "model.h"
+#include "nn.h"
 #include "rng.h"
 #include "tap.h"
 
@@ -187,7 +188,18 @@ static void test_reference(const char *name, int threads)
     int C = atoi(safetensors_meta(&r.st, "channels")), H = atoi(safetensors_meta(&r.st, "height"));
     int W = atoi(safetensors_meta(&r.st, "width")), K = atoi(safetensors_meta(&r.st, "classes"));
     int N = atoi(safetensors_meta(&r.st, "batch"));
-    Model *m = model_create(arch, C, H, W, K, N, 1);
+    ModelSpec spec;
+    model_spec_default(&spec, arch, C, H, W, K);
+    const char *act = safetensors_meta(&r.st, "activation");   /* absent: relu, cce */
+    const char *loss_name = safetensors_meta(&r.st, "loss");
+    const char *slope = safetensors_meta(&r.st, "leaky_slope");
+    if (act)
+        spec.activation = model_activation_from_name(act);
+    if (loss_name)
+        spec.loss = nn_loss_from_name(loss_name);
+    if (slope)
+        spec.leaky_slope = strtof(slope, NULL);
+    Model *m = model_create_spec(&spec, N, 1);
     if (!ok(m && model_set_threads(m, threads) == 0, "%s: create %s %dx%dx%d", what, arch, C, H,
             W)) {
         reference_close(&r);
@@ -275,6 +287,84 @@ static void test_reference(const char *name, int threads)
     reference_close(&r);
 }
 
+/* model_graph_build of the default spec for arch, C x H x W, K classes. */
+static int build(ModelGraph *g, const char *arch, int C, int H, int W, int K)
+{
+    ModelSpec spec;
+    model_spec_default(&spec, arch, C, H, W, K);
+    return model_graph_build(g, &spec);
+}
+
+/* The number of ops of kind in g. */
+static int count_ops(const ModelGraph *g, int kind)
+{
+    int n = 0;
+    for (int i = 0; i < g->num_ops; i++)
+        n += g->ops[i].kind == kind;
+    return n;
+}
+
+/* Activations: which ops each builds, where they are taken, and what is refused. */
+static void test_activation_graphs(void)
+{
+    static ModelGraph g;
+    ModelSpec spec;
+    static const int ops[ACT_COUNT] = {OP_RELU, OP_LEAKY_RELU, OP_TANH, OP_SIGMOID};
+    for (int a = 0; a < ACT_COUNT; a++) {
+        model_spec_default(&spec, "cnn-small", 1, 28, 28, 10);
+        spec.activation = a;
+        spec.leaky_slope = 0.2f;
+        int rc = model_graph_build(&g, &spec);
+        int fused = count_ops(&g, OP_CONV_RELU_POOL), convs = count_ops(&g, OP_CONV);
+        int acts = count_ops(&g, ops[a]), pools = count_ops(&g, OP_MAXPOOL);
+        ok(rc == 0 && g.trainable_floats == 421642 && g.acts[g.output].c == 10 &&
+               (a == ACT_RELU ? fused == 2 && convs == 0 && acts == 1 && pools == 0
+                              : fused == 0 && convs == 2 && acts == 3 && pools == 2) &&
+               g.acts[g.ops[g.num_ops - 2].in].size == 128,
+           "cnn-small with %s: %s, the same %zu parameters", model_activation_name(a),
+           a == ACT_RELU ? "two fused conv-ReLU-pool blocks and one ReLU"
+                         : "conv, activation, max-pool twice and one more activation",
+           g.trainable_floats);
+        model_spec_default(&spec, "mlp", 3, 8, 8, 4);
+        spec.activation = a;
+        spec.leaky_slope = 0.2f;
+        rc = model_graph_build(&g, &spec);
+        int slopes_ok = 1;
+        for (int i = 0; i < g.num_ops; i++)
+            if (g.ops[i].kind == OP_LEAKY_RELU)
+                slopes_ok &= g.ops[i].slope == 0.2f;
+        ok(rc == 0 && count_ops(&g, ops[a]) == 2 && slopes_ok,
+           "mlp with %s: two of them, between its three linear layers",
+           model_activation_name(a));
+    }
+    model_spec_default(&spec, "resnet8", 3, 32, 32, 10);
+    spec.activation = ACT_TANH;
+    ok(model_graph_build(&g, &spec) < 0 && strstr(imgset_error(), "mlp and cnn-small"),
+       "resnet8 with tanh is refused: %s", imgset_error());
+    model_spec_default(&spec, "mlp", 3, 8, 8, 4);
+    spec.activation = ACT_LEAKY_RELU;
+    spec.leaky_slope = -1.0f;
+    ok(model_graph_build(&g, &spec) < 0 && strstr(imgset_error(), "slope"),
+       "a negative leaky-relu slope is refused: %s", imgset_error());
+    model_spec_default(&spec, "mlp", 3, 8, 8, 4);
+    spec.loss = LOSS_COUNT;
+    ok(model_graph_build(&g, &spec) < 0 && strstr(imgset_error(), "loss"),
+       "an unknown loss is refused: %s", imgset_error());
+    model_spec_default(&spec, "mlp", 3, 8, 8, 4);
+    spec.std[2] = 0.0f;
+    ok(model_graph_build(&g, &spec) < 0 && strstr(imgset_error(), "channel 2"),
+       "a zero std is refused: %s", imgset_error());
+    spec.std[2] = 0.5f;
+    spec.mean[3] = NAN;   /* a fourth channel the 3-channel model does not have */
+    ok(model_graph_build(&g, &spec) == 0, "normalisation of channels the input lacks is "
+       "not looked at");
+    ok(strcmp(model_activation_name(ACT_LEAKY_RELU), "leaky-relu") == 0 &&
+       model_activation_from_name("tanh") == ACT_TANH && model_activation_from_name("TANH") < 0 &&
+       model_normalize_from_name("minmax") == NORM_MINMAX && nn_loss_from_name("mae") == LOSS_MAE &&
+       nn_loss_from_name("ce") < 0 && strcmp(nn_loss_name(LOSS_BCE), "bce") == 0,
+       "names of activations, normalisations and losses both ways");
+}
+
 static void test_graphs(void)
 {
     static const struct {
@@ -295,7 +385,7 @@ static void test_graphs(void)
     };
     static ModelGraph g;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int rc = model_graph_build(&g, cases[i].arch, cases[i].C, cases[i].H, cases[i].W,
+        int rc = build(&g, cases[i].arch, cases[i].C, cases[i].H, cases[i].W,
                                    cases[i].K);
         ok(rc == 0 && g.trainable_floats == cases[i].params &&
            g.num_tensors == cases[i].tensors && g.acts[g.output].c == cases[i].K,
@@ -303,22 +393,22 @@ static void test_graphs(void)
            cases[i].arch, cases[i].C, cases[i].H, cases[i].W, cases[i].K,
            rc ? 0 : g.trainable_floats, g.num_tensors, cases[i].params, cases[i].tensors);
     }
-    ok(model_graph_build(&g, "resnet8", 3, 512, 512, 10) == 0 && g.acts[g.ops[0].out].h == 256,
+    ok(build(&g, "resnet8", 3, 512, 512, 10) == 0 && g.acts[g.ops[0].out].h == 256,
        "resnet8 on 512x512: the stem has stride 2 (256x256 after it)");
     ok(model_graph_find(&g, "layer2.shortcut.bn.running_var") >= 0 &&
        model_graph_find(&g, "layer1.shortcut.conv.weight") < 0,
        "resnet8: shortcut projection only where the shape changes");
-    ok(model_graph_build(&g, "cnn-huge", 3, 32, 32, 10) < 0 &&
+    ok(build(&g, "cnn-huge", 3, 32, 32, 10) < 0 &&
        strstr(imgset_error(), "unknown model \"cnn-huge\""), "unknown architecture: %s",
        imgset_error());
-    ok(model_graph_build(&g, "cnn-small", 3, 3, 3, 10) < 0 && strstr(imgset_error(), "too small"),
+    ok(build(&g, "cnn-small", 3, 3, 3, 10) < 0 && strstr(imgset_error(), "too small"),
        "cnn-small on 3x3 input: %s", imgset_error());
-    ok(model_graph_build(&g, "cnn-small", 3, 32, 32, 1) < 0 && strstr(imgset_error(), "classes"),
+    ok(build(&g, "cnn-small", 3, 32, 32, 1) < 0 && strstr(imgset_error(), "classes"),
        "one class is refused: %s", imgset_error());
-    ok(model_graph_build(&g, "mlp", 0, 32, 32, 10) < 0 && strstr(imgset_error(), "shape"),
+    ok(build(&g, "mlp", 0, 32, 32, 10) < 0 && strstr(imgset_error(), "shape"),
        "zero channels are refused: %s", imgset_error());
-    ok(model_graph_build(&g, "mlp", 3, 32, 99999, 10) < 0, "a side over the limit is refused");
-    ok(model_graph_build(&g, "cnn-small", 3, 8192, 8192, 10) < 0 &&
+    ok(build(&g, "mlp", 3, 32, 99999, 10) < 0, "a side over the limit is refused");
+    ok(build(&g, "cnn-small", 3, 8192, 8192, 10) < 0 &&
        strstr(imgset_error(), "parameters"), "a model with too many parameters is refused: %s",
        imgset_error());
     const char *const *names = model_arch_names();
@@ -449,9 +539,12 @@ int main(void)
 {
     test_graphs();
     test_bad_calls();
+    test_activation_graphs();
     static const char *const refs[] = {"mlp", "cnn-small", "resnet8", "resnet8-large",
-                                       "densenet-tiny"};
-    for (int i = 0; i < 5; i++) {
+                                       "densenet-tiny", "mlp-leaky-relu-bce", "mlp-tanh-mse",
+                                       "mlp-sigmoid-mae", "cnn-small-leaky-relu-mse",
+                                       "cnn-small-tanh-mae", "cnn-small-sigmoid-bce"};
+    for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
         test_reference(refs[i], 1);
         test_reference(refs[i], 2);
     }

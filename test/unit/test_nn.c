@@ -449,17 +449,17 @@ typedef struct LossCase {
     int32_t *labels;
 } LossCase;
 
-enum { LOSS_CE, LOSS_BCE, LOSS_BCE_LOGITS, LOSS_MSE, LOSS_MAE };
+/* The losses on any targets (the classification losses are test_class_loss's). */
+enum { T_BCE, T_BCE_LOGITS, T_MSE, T_MAE };
 
 static double loss_objective(void *p)
 {
     LossCase *c = p;
     size_t n = (size_t)c->N * c->K;
     switch (c->kind) {
-    case LOSS_CE: return softmax_cross_entropy_forward(c->probs, c->x, c->labels, c->N, c->K);
-    case LOSS_BCE: return bce_forward(c->x, c->t, n);
-    case LOSS_BCE_LOGITS: return bce_logits_forward(c->x, c->t, n);
-    case LOSS_MSE: return mse_forward(c->x, c->t, n);
+    case T_BCE: return bce_forward(c->x, c->t, n);
+    case T_BCE_LOGITS: return bce_logits_forward(c->x, c->t, n);
+    case T_MSE: return mse_forward(c->x, c->t, n);
     default: return mae_forward(c->x, c->t, n);
     }
 }
@@ -470,11 +470,11 @@ static void test_loss(const char *what, int kind)
     float x[N * K], t[N * K], probs[N * K], g[N * K];
     int32_t labels[N] = {0, 3, 4, 1};
     LossCase c = {kind, N, K, x, t, probs, labels};
-    if (kind == LOSS_BCE)
+    if (kind == T_BCE)
         fill_uniform(x, N * K, 0.1f, 0.9f);
     else
         fill_uniform(x, N * K, -2, 2);
-    if (kind == LOSS_MAE)   /* keep |x - t| > h: away from the kink */
+    if (kind == T_MAE)   /* keep |x - t| > h: away from the kink */
         for (int i = 0; i < N * K; i++)
             t[i] = x[i] + (i % 2 ? 0.3f : -0.3f) * (1.0f + rng_uniform(&test_rng));
     else
@@ -482,20 +482,93 @@ static void test_loss(const char *what, int kind)
     memset(g, 0, sizeof g);
     loss_objective(&c);
     switch (kind) {
-    case LOSS_CE: softmax_cross_entropy_backward(g, probs, labels, N, K, 1.0f); break;
-    case LOSS_BCE: bce_backward(g, x, t, N * K, 1.0f); break;
-    case LOSS_BCE_LOGITS: bce_logits_backward(g, x, t, N * K, 1.0f); break;
-    case LOSS_MSE: mse_backward(g, x, t, N * K, 1.0f); break;
-    case LOSS_MAE: mae_backward(g, x, t, N * K, 1.0f); break;
+    case T_BCE: bce_backward(g, x, t, N * K, 1.0f); break;
+    case T_BCE_LOGITS: bce_logits_backward(g, x, t, N * K, 1.0f); break;
+    case T_MSE: mse_backward(g, x, t, N * K, 1.0f); break;
+    case T_MAE: mae_backward(g, x, t, N * K, 1.0f); break;
     }
     check_grad(what, x, N * K, g, loss_objective, &c, 1e-3f);
+}
+
+static double class_loss_objective(void *p)
+{
+    LossCase *c = p;
+    return class_loss_forward(c->kind, c->probs, c->x, c->labels, c->N, c->K);
+}
+
+/* A classification loss: its gradient against finite differences, with scale; its value
+ * against the loss on any targets applied to the softmax (sigmoids for BCE) and one-hot
+ * targets, computed here independently. */
+static void test_class_loss(int kind)
+{
+    enum { N = 4, K = 5 };
+    float x[N * K], t[N * K], probs[N * K], g[N * K], p[N * K];
+    int32_t labels[N] = {0, 3, 4, 1};
+    LossCase c = {kind, N, K, x, t, probs, labels};
+    char what[64];
+    fill_uniform(x, N * K, -3, 3);
+    memset(g, 0, sizeof g);
+    float value = class_loss_forward(kind, probs, x, labels, N, K);
+    class_loss_backward(kind, g, probs, labels, N, K, 2.0f);
+    for (int i = 0; i < N * K; i++)
+        g[i] *= 0.5f;   /* scale 2 doubled the gradient */
+    snprintf(what, sizeof what, "class loss %s", nn_loss_name(kind));
+    check_grad(what, x, N * K, g, class_loss_objective, &c, 1e-3f);
+    for (int i = 0; i < N * K; i++)
+        t[i] = labels[i / K] == i % K ? 1.0f : 0.0f;
+    double want = 0;
+    if (kind == LOSS_CCE) {
+        for (int n = 0; n < N; n++) {
+            double z = 0;
+            for (int k = 0; k < K; k++)
+                z += exp(x[n * K + k]);
+            want += (log(z) - x[n * K + labels[n]]) / N;
+        }
+    } else if (kind == LOSS_BCE) {
+        for (int i = 0; i < N * K; i++)
+            p[i] = (float)(1.0 / (1.0 + exp(-(double)x[i])));
+        want = bce_forward(p, t, N * K);
+    } else {
+        softmax_forward(p, x, N, K);
+        want = kind == LOSS_MSE ? mse_forward(p, t, N * K) : mae_forward(p, t, N * K);
+    }
+    ok(fabs(value - want) <= 1e-6 * fmax(1.0, fabs(want)),
+       "class loss %s: %.7f = the loss of the %s against one-hot targets (%.7f)",
+       nn_loss_name(kind), value, kind == LOSS_BCE ? "sigmoids" : "softmax", want);
+}
+
+/* The vectorised tanh and sigmoid against libm's, over a dense range and at the extremes. */
+static void test_activation_accuracy(void)
+{
+    enum { N = 200001 };
+    static float x[N + 8], y[N + 8];
+    for (int i = 0; i < N; i++)
+        x[i] = -25.0f + 50.0f * (float)i / (N - 1);
+    const float extremes[8] = {-1000.0f, 1000.0f, -88.5f, 88.5f, 0.0f, -0.0f, 1e-30f, -3e-8f};
+    memcpy(x + N, extremes, sizeof extremes);
+    double worst_tanh = 0, worst_sigmoid = 0;
+    tanh_forward(y, x, N + 8);
+    for (int i = 0; i < N + 8; i++)
+        worst_tanh = fmax(worst_tanh, fabs(y[i] - tanh((double)x[i])) /
+                                          fmax(fabs(tanh((double)x[i])), 1e-30));
+    int finite = 1;
+    sigmoid_forward(y, x, N + 8);
+    for (int i = 0; i < N + 8; i++) {
+        double s = 1.0 / (1.0 + exp(-(double)x[i]));
+        finite &= isfinite(y[i]) && y[i] >= 0.0f && y[i] <= 1.0f;
+        if (s > 1e-30)   /* below, a float result is 0 or denormal either way */
+            worst_sigmoid = fmax(worst_sigmoid, fabs(y[i] - s) / s);
+    }
+    ok(worst_tanh < 5e-7 && worst_sigmoid < 5e-7 && finite,
+       "vectorised tanh and sigmoid: relative error %.2g and %.2g of the exact values (4 float "
+       "ulp = 4.8e-7), finite in [0, 1] at +-1000", worst_tanh, worst_sigmoid);
 }
 
 static void test_loss_values(void)
 {
     float logits[2 * 4] = {0, 0, 0, 0, 1000, 0, -1000, 0}, probs[8];
     int32_t labels[2] = {2, 0};
-    float ce = softmax_cross_entropy_forward(probs, logits, labels, 2, 4);
+    float ce = class_loss_forward(LOSS_CCE, probs, logits, labels, 2, 4);
     ok(fabsf(ce - logf(4.0f) / 2.0f) < 1e-5f, "cross-entropy: uniform logits give log K, huge "
        "logits stay finite (%g)", ce);
     float p[2] = {0.0f, 1.0f}, t[2] = {1.0f, 1.0f};
@@ -509,6 +582,16 @@ static void test_loss_values(void)
     float g[3] = {0, 0, 0};
     mae_backward(g, a, b, 3, 1.0f);
     ok(g[1] == 0.0f && g[0] < 0 && g[2] < 0, "mae gradient is 0 where pred == target");
+    for (int kind = 0; kind < LOSS_COUNT; kind++) {
+        float dl[8] = {0};
+        float v = class_loss_forward(kind, probs, logits, labels, 2, 4);
+        class_loss_backward(kind, dl, probs, labels, 2, 4, 1.0f);
+        int finite = isfinite(v);
+        for (int i = 0; i < 8; i++)
+            finite &= isfinite(dl[i]);
+        ok(finite, "class loss %s: finite value %g and gradient at logits +-1000",
+           nn_loss_name(kind), v);
+    }
 }
 
 /* ---- optimiser, schedules, metrics -------------------------------------------------- */
@@ -570,6 +653,24 @@ static void test_metrics(void)
     int64_t empty[4] = {0};
     ok(confusion_accuracy(empty, 2) == 0.0 && confusion_macro_f1(empty, 2) == 0.0,
        "empty confusion gives 0, not NaN");
+    /* class 0: TP 1 FP 1 FN 1; class 1: TP 2 FP 1 FN 0; class 2: TP 0 FP 0 FN 1 */
+    ClassScores s0 = confusion_class_scores(conf, 3, 0), s1 = confusion_class_scores(conf, 3, 1);
+    ClassScores s2 = confusion_class_scores(conf, 3, 2);
+    ok(s0.precision == 0.5 && s0.recall == 0.5 && s0.f1 == 0.5 && s0.support == 2 &&
+       s0.predicted == 2, "class 0: precision, recall, F1 1/2, support 2, predicted 2");
+    ok(fabs(s1.precision - 2.0 / 3) < 1e-15 && s1.recall == 1.0 && fabs(s1.f1 - 0.8) < 1e-15 &&
+       s1.support == 2 && s1.predicted == 3, "class 1: precision 2/3, recall 1, F1 0.8");
+    ok(s2.precision == 0.0 && s2.recall == 0.0 && s2.f1 == 0.0 && s2.support == 1 &&
+       s2.predicted == 0, "class 2, never predicted: precision 0 (not NaN), recall 0, F1 0");
+    /* row 0: label 2 ties with class 1 (which ranks first); row 1: label 3 is last; row 2's
+     * label is out of range */
+    float top[3 * 4] = {0.1f, 0.5f, 0.5f, 0.2f, 3, 2, 1, 0, 1, 2, 3, 4};
+    int32_t top_labels[3] = {2, 3, 7};
+    ok(metrics_topk_hits(top, top_labels, 3, 4, 1) == 0 &&
+       metrics_topk_hits(top, top_labels, 3, 4, 2) == 1 &&
+       metrics_topk_hits(top, top_labels, 3, 4, 3) == 1 &&
+       metrics_topk_hits(top, top_labels, 3, 4, 4) == 2,
+       "top-k hits: ties rank the lower class first, an out-of-range label never hits");
 }
 
 int main(void)
@@ -609,11 +710,13 @@ int main(void)
     test_layer("dropout", L_DROPOUT, 2, 3, 4, 0);
     test_batchnorm_values();
     test_dropout();
-    test_loss("softmax cross-entropy", LOSS_CE);
-    test_loss("bce", LOSS_BCE);
-    test_loss("bce with logits", LOSS_BCE_LOGITS);
-    test_loss("mse", LOSS_MSE);
-    test_loss("mae", LOSS_MAE);
+    test_loss("bce", T_BCE);
+    test_loss("bce with logits", T_BCE_LOGITS);
+    test_loss("mse", T_MSE);
+    test_loss("mae", T_MAE);
+    for (int kind = 0; kind < LOSS_COUNT; kind++)
+        test_class_loss(kind);
+    test_activation_accuracy();
     test_loss_values();
     test_sgd();
     test_schedules();

@@ -1,5 +1,6 @@
 /* cmd_bench.c — `imgset bench`: every store x every data-set shape; the results table of
  * average epoch seconds, loader-only throughput and AU, as Markdown, CSV, JSON and a plot. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -37,6 +38,8 @@
 #endif
 
 #define MAX_SHAPES 4
+#define MAX_DATA 4
+#define MAX_COLUMNS (MAX_SHAPES + MAX_DATA)
 #define MAX_STORES 5
 #define MAX_RUNS 32
 
@@ -44,8 +47,12 @@ static const char *const all_shapes[MAX_SHAPES] = {"cifar10", "tinyimagenet", "h
 static const char *const all_stores[MAX_STORES] = {"files", "mmap", "gpummap", "hdf5", "pg"};
 
 typedef struct BenchArgs {
-    const char *shapes[MAX_SHAPES];
+    /* The columns: generated shapes, then the data sets of --data (named by the data set). */
+    const char *shapes[MAX_COLUMNS];
     int nshapes;
+    const char *data_uri[MAX_COLUMNS];   /* --data: where column j's data set is; else NULL */
+    int size[MAX_COLUMNS];     /* resize + center-crop to size x size (mixed sizes), or 0 */
+    const char *model;         /* --model: for every column; NULL: model_for() */
     const char *stores[MAX_STORES];
     int nstores;
     int read, train;           /* which measurements */
@@ -58,6 +65,8 @@ typedef struct BenchArgs {
     int device;                /* training: TRAIN_AUTO, MODEL_CPU or MODEL_CUDA */
     uint64_t seed;
 } BenchArgs;
+
+static int known_arch(const char *name);
 
 /* Median, min and max of a few numbers. */
 typedef struct Spread {
@@ -111,23 +120,29 @@ static void spread_of(Spread *s, double *v, int n)
 static void bench_usage(FILE *out)
 {
     fprintf(out,
-            "usage: imgset bench [--shapes cifar10,tinyimagenet,hires,mixed]\n"
+            "usage: imgset bench [--shapes cifar10,tinyimagenet,hires,mixed] [--data URI,...]\n"
             "                    [--stores files,mmap,gpummap,hdf5,pg] [--mode read|train|both]\n"
-            "                    [--epochs E] [--runs R] [--scale F] [--out DIR] [--db URI]\n"
-            "                    [--cold] [--threads T] [--workers W] [--batch B] [--seed S]\n"
-            "                    [--device auto|cpu|cuda]\n\n"
+            "                    [--model M] [--epochs E] [--runs R] [--scale F] [--out DIR]\n"
+            "                    [--db URI] [--cold] [--threads T] [--workers W] [--batch B]\n"
+            "                    [--seed S] [--device auto|cpu|cuda]\n\n"
             "Generate each data-set shape (or reuse a cached copy whose digest matches), write it\n"
             "into every store, and measure for each store x shape:\n"
             "  read   loader only: images/s, MB/s, mean data-wait per batch (batch 256,\n"
             "         2 workers, float output as for training)\n"
-            "  train  cnn-small (resnet8 for hires): average epoch seconds, data-wait, compute,\n"
-            "         images/s, AU = compute / wall; on a GPU also host-to-device GB/s (gpummap\n"
-            "         always trains on the GPU: its batches are gathered there)\n"
+            "  train  cnn-small (resnet8 for hires; --model M for all): average epoch seconds,\n"
+            "         data-wait, compute, images/s, AU = compute / wall; on a GPU also\n"
+            "         host-to-device GB/s (gpummap always trains on the GPU: its batches are\n"
+            "         gathered there)\n"
+            "--data URI,... benches data sets of yours (imported ones: imgset import) as columns\n"
+            "named by the data set, copied from URI into every store; with --data the shapes\n"
+            "are benched only when --shapes names them.\n"
             "R runs each (median, min-max), in rounds: run 1 of every store, then run 2, ...\n"
             "Warm cache (one untimed read epoch before each loader-only run) unless --cold:\n"
             "then the page cache is dropped before every run where the machine allows.\n"
             "Writes DIR/results.md, results.csv, results.json and results.png (gnuplot).\n"
-            "  --scale F   fraction of the full counts (1 = cifar10 50,000/10,000 etc.)\n"
+            "  --scale F   fraction of the full counts (1 = cifar10 50,000/10,000 etc.); of a\n"
+            "              --data set, its first F of each split (at most all of it)\n"
+            "  --model M   mlp, cnn-small, resnet8, densenet-tiny for every column\n"
             "  --epochs E  training epochs per run (default 2); --runs R (default 3)\n"
             "  --out DIR   default build/bench; data sets are cached in DIR/data\n"
             "  --device D  where to train: auto (default: cuda when a GPU is there), cpu, cuda\n"
@@ -164,6 +179,7 @@ static int parse_bench_args(int argc, char **argv, BenchArgs *a)
         {"cold", no_argument, 0, 'c'},         {"threads", required_argument, 0, 't'},
         {"workers", required_argument, 0, 'w'}, {"batch", required_argument, 0, 'b'},
         {"seed", required_argument, 0, 's'},   {"device", required_argument, 0, 'D'},
+        {"model", required_argument, 0, 'M'},  {"data", required_argument, 0, 'A'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -178,12 +194,32 @@ static int parse_bench_args(int argc, char **argv, BenchArgs *a)
     a->nstores = MAX_STORES;
     long long v;
     char *end;
-    int c;
+    int c, shapes_given = 0, ndata = 0;
+    const char *data[MAX_DATA];
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'S':
             if ((a->nshapes = parse_list(optarg, all_shapes, MAX_SHAPES, a->shapes, "shape")) < 1)
                 return 2;
+            shapes_given = 1;
+            break;
+        case 'A':
+            for (char *tok = strtok(optarg, ","); tok; tok = strtok(NULL, ",")) {
+                if (ndata == MAX_DATA) {
+                    fprintf(stderr, "imgset bench: --data takes at most %d data sets\n",
+                            MAX_DATA);
+                    return 2;
+                }
+                data[ndata++] = tok;
+            }
+            break;
+        case 'M':
+            if (!known_arch(optarg)) {
+                fprintf(stderr, "imgset bench: --model is mlp, cnn-small, resnet8 or "
+                                "densenet-tiny, not \"%s\"\n", optarg);
+                return 2;
+            }
+            a->model = optarg;
             break;
         case 'T':
             if ((a->nstores = parse_list(optarg, all_stores, MAX_STORES, a->stores, "store")) < 1)
@@ -235,6 +271,52 @@ static int parse_bench_args(int argc, char **argv, BenchArgs *a)
         bench_usage(stderr);
         return 2;
     }
+    if (ndata && !shapes_given)
+        a->nshapes = 0;
+    for (int j = 0; j < a->nshapes; j++)
+        a->size[j] = strcmp(a->shapes[j], "mixed") == 0 ? 64 : 0;
+    for (int k = 0; k < ndata; k++)
+        a->data_uri[a->nshapes++] = data[k];
+    return 0;
+}
+
+/* 1 when name is one of the nn core's architectures. */
+static int known_arch(const char *name)
+{
+    for (const char *const *n = model_arch_names(); *n; n++)
+        if (strcmp(*n, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Name --data column j after its data set (the store's name, else the last part of its
+ * location), in letters, digits, '.', '-', '_' (it becomes a file and a table name), and
+ * note whether it needs resizing (mixed sizes). 0, or -1 with imgset_fail(). */
+static int name_data_column(BenchArgs *a, int j, char *name, size_t cap)
+{
+    Store *s = store_open(a->data_uri[j]);
+    if (!s)
+        return -1;
+    const char *base = s->info.name;
+    if (!base[0]) {
+        const char *slash = strrchr(s->location, '/');
+        base = slash && slash[1] ? slash + 1 : s->location;
+    }
+    snprintf(name, cap, "%.40s", base);
+    for (char *p = name; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' && *p != '_')
+            *p = '_';
+    a->shapes[j] = name;
+    a->size[j] = split_is_fixed(&s->info.split[SPLIT_TRAIN]) ? 0 : 64;
+    store_close(s);
+    /* imported cifar10 beside the generated one, say: the data set's column gets "-data" */
+    for (int k = 0; k < j; k++)
+        if (strcmp(a->shapes[k], name) == 0) {
+            if (strlen(name) + sizeof "-data" > cap)
+                return imgset_fail("--data %s: a second column named %s", a->data_uri[j], name);
+            strcat(name, "-data");
+            k = -1;   /* the new name against every column again */
+        }
     return 0;
 }
 
@@ -275,19 +357,24 @@ static void machine_line(const char *dir, char *out, size_t n)
 
 /* ---- data: generate once, cache by digest ------------------------------------------- */
 
-/* Digest of both splits as one string (for the cache check). */
-static int store_digest(const char *uri, char *out, size_t n)
+/* Digest of both splits of s as one string (for the cache check). */
+static int digest_of(Store *s, char *out, size_t n)
 {
-    Store *s = store_open(uri);
-    if (!s)
-        return -1;
     SplitDigest d[SPLIT_COUNT];
     int rc = 0;
     for (int i = 0; i < SPLIT_COUNT && rc == 0; i++)
         rc = digest_split(s, i, &d[i], NULL, NULL);
-    store_close(s);
     if (rc == 0)
         snprintf(out, n, "%s %s", d[0].hex, d[1].hex);
+    return rc;
+}
+
+/* digest_of the store at uri. */
+static int store_digest(const char *uri, char *out, size_t n)
+{
+    Store *s = store_open(uri);
+    int rc = s ? digest_of(s, out, n) : -1;
+    store_close(s);
     return rc;
 }
 
@@ -344,12 +431,13 @@ static int run_in(const char *dir, char *const argv[], const char *log_name)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* Make uri hold the data set whose digest is `digest`, from source_uri (or the generator
- * when source_uri is NULL); reuse a copy whose digest file matches. *seconds = time of the
- * write, or -1 when the cached copy was used. */
+/* Make uri hold the data set whose digest is `digest`, from source_uri (its first head[s]
+ * images of each split when head is not NULL; the generator when source_uri is NULL); reuse
+ * a copy whose digest file matches. *seconds = time of the write, or -1 when the cached copy
+ * was used. */
 static int ensure_store(const char *uri, const char *path, const char *digest_path,
-                        const char *digest, const char *source_uri, const GenerateParams *gen,
-                        double *seconds)
+                        const char *digest, const char *source_uri, const int64_t *head,
+                        const GenerateParams *gen, double *seconds)
 {
     char have[200];
     *seconds = -1;
@@ -358,7 +446,8 @@ static int ensure_store(const char *uri, const char *path, const char *digest_pa
         return 0;
     remove_path(path);
     unlink(digest_path);
-    Store *src = source_uri ? store_open(source_uri) : generate_open(gen);
+    Store *src = !source_uri ? generate_open(gen)
+               : head ? store_open_head(source_uri, head) : store_open(source_uri);
     if (!src)
         return -1;
     Progress bar;
@@ -383,17 +472,15 @@ static int ensure_store(const char *uri, const char *path, const char *digest_pa
 
 /* ---- measurements -------------------------------------------------------------------- */
 
-/* Loader options for the read measurement of a shape. */
-static void read_options(const BenchArgs *a, const char *shape, const char *store,
-                         LoaderOptions *o)
+/* Loader options for the read measurement of column j. */
+static void read_options(const BenchArgs *a, int j, const char *store, LoaderOptions *o)
 {
     loader_options_default(o);
     o->batch_size = a->read_batch;
     o->workers = a->read_workers;
     o->want_float = 1;
     o->seed = a->seed;
-    if (strcmp(shape, "mixed") == 0)
-        o->height = o->width = 64;
+    o->height = o->width = a->size[j];
     o->device = strcmp(store, "gpummap") == 0 ? LOADER_CUDA : LOADER_HOST;
 }
 
@@ -411,11 +498,10 @@ static int read_epoch(Loader *l, uint64_t epoch, double *rate, double *mbps, dou
 
 /* Run r of the loader-only measurement: a fresh loader (new connections for pg), one untimed
  * warm-up epoch (or, with --cold, the page cache dropped instead), then epoch r + 1 timed. */
-static int measure_read(const BenchArgs *a, const char *shape, const char *store, Cell *cell,
-                        int r)
+static int measure_read(const BenchArgs *a, int j, const char *store, Cell *cell, int r)
 {
     LoaderOptions o;
-    read_options(a, shape, store, &o);
+    read_options(a, j, store, &o);
     if (a->cold)
         cell->cache = cli_drop_cache(cell->uri);
     Loader *l = loader_open(cell->uri, &o);
@@ -454,26 +540,28 @@ static int stop_on_interrupt(void *ctx, int64_t done, int64_t total)
     return interrupted();
 }
 
-static const char *model_for(const char *shape)
+/* The model column j trains: --model, else resnet8 for hires and cnn-small elsewhere. */
+static const char *model_for(const BenchArgs *a, int j)
 {
-    return strcmp(shape, "hires") == 0 ? "resnet8" : "cnn-small";
+    if (a->model)
+        return a->model;
+    return !a->data_uri[j] && strcmp(a->shapes[j], "hires") == 0 ? "resnet8" : "cnn-small";
 }
 
 /* Run r of the training measurement: a fresh model and loader, a.epochs epochs (with --cold
  * the page cache dropped first). */
-static int measure_train(const BenchArgs *a, const char *shape, const char *store, Cell *cell,
-                         int r)
+static int measure_train(const BenchArgs *a, int j, const char *store, Cell *cell, int r)
 {
     TrainConfig c;
     train_config_default(&c);
     c.uri = cell->uri;
-    c.arch = cell->model = model_for(shape);
+    c.arch = cell->model = model_for(a, j);
     c.epochs = a->epochs;
     c.batch = a->batch;
     c.threads = a->threads;
     c.workers = a->workers;
     c.seed = a->seed;
-    c.size = strcmp(shape, "mixed") == 0 ? 64 : 0;
+    c.size = a->size[j];
     c.evaluate = 0;
     /* gpummap's batches are gathered in GPU memory: it trains there or not at all */
     c.device = strcmp(store, "gpummap") == 0 ? MODEL_CUDA : a->device;
@@ -586,7 +674,7 @@ static void table_head(FILE *f, const BenchArgs *a, const char *title)
     fprintf(f, "\n");
 }
 
-static void table(FILE *f, const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
+static void table(FILE *f, const BenchArgs *a, Cell cells[MAX_STORES][MAX_COLUMNS],
                   const char *title, SpreadOf get, const char *fmt)
 {
     table_head(f, a, title);
@@ -636,7 +724,7 @@ static void dat_value(FILE *f, const Cell *c, const Spread *s)
 
 /* Grouped bars of epoch seconds and loader images/s (log axis) with gnuplot, if present. */
 /* 1 when some cell has a number for s (gnuplot fails on a panel without one). */
-static int any_number(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES], SpreadOf s)
+static int any_number(const BenchArgs *a, Cell cells[MAX_STORES][MAX_COLUMNS], SpreadOf s)
 {
     for (int i = 0; i < a->nstores; i++)
         for (int j = 0; j < a->nshapes; j++)
@@ -645,7 +733,7 @@ static int any_number(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES], Sp
     return 0;
 }
 
-static const char *plot(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES])
+static const char *plot(const BenchArgs *a, Cell cells[MAX_STORES][MAX_COLUMNS])
 {
     int train = a->train && any_number(a, cells, get_epoch);
     int read = a->read && any_number(a, cells, get_read);
@@ -708,8 +796,8 @@ static const char *plot(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES])
     return "results.png";
 }
 
-static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
-                         const char *machine, const int64_t counts[MAX_SHAPES][2],
+static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_COLUMNS],
+                         const char *machine, const int64_t counts[MAX_COLUMNS][2],
                          const char *pg_note)
 {
     char path[1200];
@@ -742,8 +830,9 @@ static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
             a->workers, a->workers != 1 ? "s" : "", device, a->read_batch,
             a->read_workers, pg_note);
     for (int j = 0; j < a->nshapes; j++)
-        fprintf(f, "%s %s %lld train / %lld test (%s)", j ? ";" : "", a->shapes[j],
-                (long long)counts[j][0], (long long)counts[j][1], model_for(a->shapes[j]));
+        fprintf(f, "%s %s %lld train / %lld test (%s%s%s)", j ? ";" : "", a->shapes[j],
+                (long long)counts[j][0], (long long)counts[j][1], model_for(a, j),
+                a->data_uri[j] ? ", from " : "", a->data_uri[j] ? a->data_uri[j] : "");
     fprintf(f, "\n");
     if (a->train) {
         table(f, a, cells, "Average epoch seconds (training; lower is better)", get_epoch,
@@ -823,7 +912,8 @@ static int write_reports(const BenchArgs *a, Cell cells[MAX_STORES][MAX_SHAPES],
             json_object_begin(&j, NULL);
             json_string(&j, "store", a->stores[i]);
             json_string(&j, "shape", a->shapes[k]);
-            json_string(&j, "model", model_for(a->shapes[k]));
+            json_string(&j, "data", a->data_uri[k]);   /* null for a generated shape */
+            json_string(&j, "model", model_for(a, k));
             json_int(&j, "train_images", (long long)counts[k][0]);
             json_string(&j, "device", c->device ? c->device : "");
             json_string(&j, "note", c->note);
@@ -904,8 +994,62 @@ static int prepare_cell(const BenchArgs *a, Cell *cell, const char *store, const
              strcmp(store, "hdf5") == 0 ? "h5" : "files");
     snprintf(digest_path, sizeof digest_path, "%s.digest", path);
     snprintf(cell->uri, sizeof cell->uri, "%s:%s", store, path);
-    return ensure_store(cell->uri, path, digest_path, src->digest, src->mmap_uri, NULL,
+    return ensure_store(cell->uri, path, digest_path, src->digest, src->mmap_uri, NULL, NULL,
                         &cell->write_seconds);
+}
+
+/* Column j's data set in mmap (every other store is written from it), into src: generated
+ * once for a shape; for a --data set, its first images (--scale) copied from its URI unless
+ * a copy with the same digest is there. counts gets the train and test images. 0 or -1. */
+static int prepare_source(const BenchArgs *a, int j, Source *src, int64_t counts[2])
+{
+    const char *name = a->shapes[j];
+    int64_t head[SPLIT_COUNT];
+    char digest_path[1300], have[200];
+    GenerateParams gen = {name, 0, 0, a->seed};
+    if (!a->data_uri[j]) {
+        GenerateShape def;
+        generate_shape_defaults(name, &def);
+        gen.train = (int64_t)fmax(1, round(def.train * a->scale));
+        gen.test = (int64_t)fmax(1, round(def.test * a->scale));
+    } else {
+        Store *s = store_open(a->data_uri[j]);
+        if (!s)
+            return -1;
+        for (int k = 0; k < SPLIT_COUNT; k++) {
+            int64_t n = s->info.split[k].count;
+            head[k] = a->scale >= 1 ? n : (int64_t)fmin(n, fmax(1, round(n * a->scale)));
+        }
+        store_close(s);
+        gen.train = head[SPLIT_TRAIN], gen.test = head[SPLIT_TEST];
+    }
+    counts[0] = gen.train, counts[1] = gen.test;
+    src->gen = gen;
+    snprintf(src->key, sizeof src->key, "%s%s-%lld-%lld-s%llu", a->data_uri[j] ? "data-" : "",
+             name, (long long)gen.train, (long long)gen.test, (unsigned long long)a->seed);
+    snprintf(src->mmap_dir, sizeof src->mmap_dir, "%s/data/%s.mmap", a->out, src->key);
+    snprintf(src->mmap_uri, sizeof src->mmap_uri, "mmap:%s", src->mmap_dir);
+    snprintf(digest_path, sizeof digest_path, "%s/data/%s.mmap.digest", a->out, src->key);
+    fprintf(stderr, "[%s] preparing %s\n", name, src->key);
+    if (a->data_uri[j]) {
+        /* the digest of what the columns will hold: a cached copy must have it */
+        Store *s = store_open_head(a->data_uri[j], head);
+        int rc = s ? digest_of(s, src->digest, sizeof src->digest) : -1;
+        store_close(s);
+        return rc < 0 ? -1 : ensure_store(src->mmap_uri, src->mmap_dir, digest_path,
+                                          src->digest, a->data_uri[j], head, NULL,
+                                          &src->gen_seconds);
+    }
+    /* The source copy, generated once: its digest file says it is complete and intact. */
+    if (read_text(digest_path, have, sizeof have) == 0 &&
+        (store_digest(src->mmap_uri, src->digest, sizeof src->digest) < 0 ||
+         strcmp(have, src->digest) != 0))
+        unlink(digest_path);
+    if (ensure_store(src->mmap_uri, src->mmap_dir, digest_path, NULL, NULL, NULL, &gen,
+                     &src->gen_seconds) < 0)
+        return -1;
+    return read_text(digest_path, src->digest, sizeof src->digest) < 0
+               ? imgset_fail("%s: cannot read", digest_path) : 0;
 }
 
 int cmd_bench(int argc, char **argv)
@@ -919,8 +1063,12 @@ int cmd_bench(int argc, char **argv)
     if (fs_make_dirs(path) < 0)
         return cli_error("bench", imgset_error());
 
-    static Cell cells[MAX_STORES][MAX_SHAPES];
-    int64_t counts[MAX_SHAPES][2];
+    static Cell cells[MAX_STORES][MAX_COLUMNS];
+    int64_t counts[MAX_COLUMNS][2];
+    static char names[MAX_COLUMNS][64];
+    for (int j = 0; j < a.nshapes; j++)
+        if (a.data_uri[j] && name_data_column(&a, j, names[j], sizeof names[j]) < 0)
+            return cli_error("bench", imgset_error());
     char machine[1024];
     machine_line(a.out, machine, sizeof machine);
     printf("machine: %s\n", machine);
@@ -951,28 +1099,9 @@ int cmd_bench(int argc, char **argv)
     double t_start = monotonic_seconds();
     for (int j = 0; j < a.nshapes && !interrupted(); j++) {
         const char *shape = a.shapes[j];
-        GenerateShape def;
-        generate_shape_defaults(shape, &def);
-        GenerateParams gen = {shape, (int64_t)fmax(1, round(def.train * a.scale)),
-                              (int64_t)fmax(1, round(def.test * a.scale)), a.seed};
-        counts[j][0] = gen.train;
-        counts[j][1] = gen.test;
-        Source source = {.gen = gen};
-        char digest_path[1300], have[200];
-        snprintf(source.key, sizeof source.key, "%s-%lld-%lld-s%llu", shape,
-                 (long long)gen.train, (long long)gen.test, (unsigned long long)a.seed);
-        snprintf(source.mmap_dir, sizeof source.mmap_dir, "%s/data/%s.mmap", a.out, source.key);
-        snprintf(source.mmap_uri, sizeof source.mmap_uri, "mmap:%s", source.mmap_dir);
-        snprintf(digest_path, sizeof digest_path, "%s/data/%s.mmap.digest", a.out, source.key);
-        /* The source copy, generated once: its digest file says it is complete and intact. */
-        if (read_text(digest_path, have, sizeof have) == 0 &&
-            (store_digest(source.mmap_uri, source.digest, sizeof source.digest) < 0 ||
-             strcmp(have, source.digest) != 0))
-            unlink(digest_path);
-        fprintf(stderr, "[%s] preparing %s\n", shape, source.key);
-        if (ensure_store(source.mmap_uri, source.mmap_dir, digest_path, NULL, NULL, &gen,
-                         &source.gen_seconds) < 0 ||
-            read_text(digest_path, source.digest, sizeof source.digest) < 0) {
+        Source source;
+        memset(&source, 0, sizeof source);
+        if (prepare_source(&a, j, &source, counts[j]) < 0) {
             fprintf(stderr, "imgset bench: %s: %s\n", shape, imgset_error());
             errors++;
             for (int i = 0; i < a.nstores; i++)
@@ -1006,8 +1135,8 @@ int cmd_bench(int argc, char **argv)
                     continue;
                 fprintf(stderr, "[%s] run %d/%d: %s  (%.0f s so far)\n", shape, r + 1, a.runs,
                         store, monotonic_seconds() - t_start);
-                if ((a.read && measure_read(&a, shape, store, cell, r) < 0) ||
-                    (a.train && measure_train(&a, shape, store, cell, r) < 0))
+                if ((a.read && measure_read(&a, j, store, cell, r) < 0) ||
+                    (a.train && measure_train(&a, j, store, cell, r) < 0))
                     errors += cell_failed(cell, store, shape);
                 else
                     cell->runs_done++;

@@ -1,7 +1,8 @@
-/* cmd_data.c — the data set subcommands: gen, import, convert, verify, info. */
+/* cmd_data.c — the data set subcommands: gen, import, convert, verify, info, stats. */
 #include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,10 @@
 #include "error.h"
 #include "generate.h"
 #include "import.h"
+#include "json.h"
 #include "model.h"
 #include "progress.h"
+#include "stats.h"
 #include "train.h"
 #include "store_files.h"
 
@@ -34,6 +37,26 @@ long long cli_parse_count(const char *cmd, const char *option, const char *value
         return -1;
     }
     return v;
+}
+
+int cli_parse_numbers(const char *cmd, const char *option, const char *value, float *values,
+                      int max)
+{
+    int n = 0;
+    const char *p = value;
+    for (;;) {
+        char *end;
+        double x = strtod(p, &end);
+        if (end == p || !isfinite(x) || x < 0 || n >= max || (*end && *end != ',')) {
+            fprintf(stderr, "imgset %s: %s wants up to %d non-negative numbers separated by "
+                            "commas, not \"%s\"\n", cmd, option, max, value);
+            return -1;
+        }
+        values[n++] = (float)x;
+        if (!*end)
+            return n;
+        p = end + 1;
+    }
 }
 
 int cli_parse_device(const char *cmd, const char *value, int allow_auto)
@@ -366,4 +389,114 @@ int cmd_info(int argc, char **argv)
     }
     store_close(s);
     return 0;
+}
+
+/* ---- stats -------------------------------------------------------------------------- */
+
+static void stats_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: imgset stats URI [--split train|test] [--json FILE]\n\n"
+            "Per-channel minimum, maximum, mean and standard deviation of a split's pixels, in\n"
+            "one pass over the store (any store; default split train). Mean and std are of\n"
+            "x/255 over every pixel (the population std, numpy's default): the values\n"
+            "`imgset train --mean/--std` take; --mean auto and --normalize minmax compute them\n"
+            "the same way.\n"
+            "  --json FILE   the numbers as JSON (\"-\": standard output)\n");
+}
+
+/* The statistics as JSON into f (keys: see README). */
+static void write_stats_json(Json *j, FILE *f, const char *uri, int split, const SplitStats *st,
+                             double seconds)
+{
+    json_start(j, f, 0);
+    json_object_begin(j, NULL);
+    json_string(j, "uri", uri);
+    json_string(j, "split", split_names[split]);
+    json_int(j, "images", (long long)st->images);
+    json_int(j, "pixels", (long long)st->pixels);
+    json_number(j, "seconds", "%.6f", seconds);
+    json_array_begin(j, "channels");
+    for (int c = 0; c < st->channels; c++) {
+        const ChannelStats *ch = &st->channel[c];
+        json_raw(j, "\n  ");
+        json_object_begin(j, NULL);
+        json_int(j, "channel", c);
+        json_int(j, "min", ch->min);
+        json_int(j, "max", ch->max);
+        json_number(j, "mean", "%.9g", ch->mean);
+        json_number(j, "std", "%.9g", ch->std);
+        json_object_end(j);
+    }
+    json_raw(j, "\n");
+    json_array_end(j);
+    json_object_end(j);
+}
+
+int cmd_stats(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"split", required_argument, 0, 's'}, {"json", required_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+    };
+    int split = SPLIT_TRAIN, c;
+    const char *json = NULL;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            if ((split = split_from_name(optarg)) < 0) {
+                fprintf(stderr, "imgset stats: --split is train or test, not \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        case 'j': json = optarg; break;
+        case 'h': stats_usage(stdout); return 0;
+        default: stats_usage(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        stats_usage(stderr);
+        return 2;
+    }
+    Store *s = store_open(argv[optind]);
+    if (!s)
+        return cli_error("stats", imgset_error());
+    Progress bar;
+    progress_start(&bar, "stats");
+    SplitStats st;
+    double t0 = monotonic_seconds();
+    int rc = split_stats(s, split, &st, progress_update, &bar);
+    double seconds = monotonic_seconds() - t0;
+    progress_finish(&bar);
+    if (rc < 0) {
+        store_close(s);
+        return cli_error("stats", imgset_error());
+    }
+    FILE *out = json && strcmp(json, "-") == 0 ? stderr : stdout;   /* stdout: the JSON */
+    fprintf(out, "stats %s %s: %lld images, %lld pixels per channel, %d channel%s, %.2f s\n",
+            s->uri, split_names[split], (long long)st.images, (long long)st.pixels,
+            st.channels, st.channels == 1 ? "" : "s", seconds);
+    fprintf(out, "%7s %5s %5s %10s %10s   (mean and std of x/255)\n", "channel", "min", "max",
+            "mean", "std");
+    for (int k = 0; k < st.channels; k++)
+        fprintf(out, "%7d %5d %5d %10.6f %10.6f\n", k, st.channel[k].min, st.channel[k].max,
+                st.channel[k].mean, st.channel[k].std);
+    if (json && strcmp(json, "-") == 0) {
+        Json j;
+        write_stats_json(&j, stdout, s->uri, split, &st, seconds);
+        fputc('\n', stdout);
+        rc = json_end(&j) < 0 || fflush(stdout) != 0 ? imgset_fail("standard output: write "
+                                                                   "failed") : 0;
+    } else if (json) {
+        FILE *f = fopen(json, "w");
+        Json j;
+        if (!f)
+            rc = imgset_fail("%s: cannot write: %m", json);
+        else {
+            write_stats_json(&j, f, s->uri, split, &st, seconds);
+            rc = json_close_file(&j, f, json);
+        }
+    }
+    store_close(s);
+    return rc < 0 ? cli_error("stats", imgset_error()) : interrupted() ? 130 : 0;
 }

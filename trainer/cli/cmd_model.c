@@ -176,8 +176,9 @@ static void predict_usage(FILE *out)
             "usage: imgset predict CKPT URI [--split test|train] [--batch B] [--threads T]\n"
             "                      [--workers W] [--device cpu|cuda] [--json FILE]\n\n"
             "Run the model of checkpoint CKPT over a split of the data set at URI (any store),\n"
-            "in order, and print its accuracy and images/s. Images are resized / cropped to the\n"
-            "model's input and normalised as `imgset train` does.\n"
+            "in order, and print its accuracy, top-5 accuracy (more than 10 classes), macro-F1,\n"
+            "the classes of lowest F1, and images/s. Images are resized / cropped to the model's\n"
+            "input and normalised as the checkpoint records (as `imgset train` did).\n"
             "  --split S     test (default) or train\n"
             "  --batch B     images per forward pass (default 1)\n"
             "  --threads T   1 (default): the extension's path, model_inference() on one\n"
@@ -187,7 +188,8 @@ static void predict_usage(FILE *out)
             "  --workers W   loader prefetch threads (default 1)\n"
             "  --device D    cpu (default: the extension's logits, as above) or cuda: the GPU\n"
             "                executor of `imgset train --device cuda` (float32, other low bits)\n"
-            "  --json FILE   the numbers and, per image, index, label, class and logits\n");
+            "  --json FILE   the numbers, per class precision, recall, F1 and the confusion\n"
+            "                matrix, and per image index, label, class and logits\n");
 }
 
 static int parse_predict_args(int argc, char **argv, PredictArgs *a)
@@ -252,14 +254,22 @@ typedef struct Predictions {
     float *logits;      /* (count, K) */
 } Predictions;
 
-static int write_predict_json(const char *path, const PredictArgs *a, const ModelSpec *spec,
-                              const Predictions *p, int64_t correct, double wall,
-                              double compute)
+/* What a prediction run measured: its confusion matrix, top-5 hits, times. */
+typedef struct PredictScores {
+    int64_t *confusion;   /* (K, K) */
+    int64_t correct, top5;
+    double wall, compute;
+} PredictScores;
+
+static int write_predict_json(const char *path, const PredictArgs *a, const CheckpointInfo *info,
+                              const ModelSpec *spec, const Predictions *p,
+                              const PredictScores *sc)
 {
     FILE *f = fopen(path, "w");
     if (!f)
         return imgset_fail("%s: cannot write: %s", path, strerror(errno));
     int K = spec->classes;
+    double wall = sc->wall;
     Json j;
     json_start(&j, f, 0);
     json_object_begin(&j, NULL);
@@ -275,12 +285,18 @@ static int write_predict_json(const char *path, const PredictArgs *a, const Mode
     json_int(&j, "threads", a->threads);
     json_string(&j, "device", a->device == MODEL_CUDA ? "cuda" : "cpu");
     json_string(&j, "blas", model_blas_core());
+    cli_json_recipe(&j, spec);
     json_int(&j, "images", (long long)p->count);
-    json_int(&j, "correct", (long long)correct);
-    json_number(&j, "accuracy", "%.6f", p->count ? (double)correct / (double)p->count : 0.0);
+    json_int(&j, "correct", (long long)sc->correct);
+    json_number(&j, "accuracy", "%.6f",
+                p->count ? (double)sc->correct / (double)p->count : 0.0);
+    json_number(&j, "top5_accuracy", "%.6f",   /* null for 10 classes or fewer */
+                K > 10 && p->count ? (double)sc->top5 / (double)p->count : NAN);
+    json_number(&j, "macro_f1", "%.6f", confusion_macro_f1(sc->confusion, K));
     json_number(&j, "wall_seconds", "%.6f", wall);
-    json_number(&j, "compute_seconds", "%.6f", compute);
+    json_number(&j, "compute_seconds", "%.6f", sc->compute);
     json_number(&j, "images_per_s", "%.2f", wall > 0 ? (double)p->count / wall : 0.0);
+    cli_json_class_metrics(&j, sc->confusion, K, info->class_names);
     json_array_begin(&j, "predictions");
     for (int64_t i = 0; i < p->count; i++) {
         json_raw(&j, "\n  ");
@@ -323,11 +339,14 @@ int cmd_predict(int argc, char **argv)
     o.want_float = 1;
     o.height = spec->height;
     o.width = spec->width;
+    memcpy(o.mean, spec->mean, sizeof o.mean);   /* as the model was trained */
+    memcpy(o.std, spec->std, sizeof o.std);
     o.device = a.device == MODEL_CUDA ? LOADER_CUDA : LOADER_HOST;
 
     int status = 1;
     float *workspace = NULL, *logits = NULL;
     Predictions p = {0};
+    PredictScores sc = {0};
     Loader *l = loader_open(a.uri, &o);
     if (!l)
         goto done;
@@ -348,12 +367,13 @@ int cmd_predict(int argc, char **argv)
     p.label = malloc(sizeof *p.label * (size_t)(n ? n : 1));
     p.class = malloc(sizeof *p.class * (size_t)(n ? n : 1));
     p.logits = malloc(sizeof(float) * (size_t)(n ? n : 1) * K);
-    if (!workspace || !logits || !p.index || !p.label || !p.class || !p.logits) {
+    sc.confusion = calloc((size_t)K * K, sizeof *sc.confusion);
+    if (!workspace || !logits || !p.index || !p.label || !p.class || !p.logits ||
+        !sc.confusion) {
         imgset_fail("out of memory for %lld predictions", (long long)n);
         goto done;
     }
-    int64_t correct = 0;
-    double compute = 0, t0 = monotonic_seconds();
+    double t0 = monotonic_seconds();
     const Batch *b;
     int got;
     while ((got = loader_next(l, &b)) == 1) {
@@ -375,17 +395,19 @@ int cmd_predict(int argc, char **argv)
             out = model_forward(m, b->data, b->count, 0);
         if (!out)
             goto done;
-        compute += monotonic_seconds() - c0;
+        sc.compute += monotonic_seconds() - c0;
         for (int i = 0; i < b->count; i++) {
             int64_t j = p.count++;
             p.index[j] = b->indices[i];
             p.label[j] = b->labels[i];
             p.class[j] = metrics_argmax(out + (size_t)i * K, K);
             memcpy(p.logits + (size_t)j * K, out + (size_t)i * K, sizeof(float) * K);
-            correct += p.class[j] == p.label[j];
+            sc.correct += p.class[j] == p.label[j];
         }
+        confusion_add_logits(sc.confusion, out, b->labels, b->count, K);
+        sc.top5 += metrics_topk_hits(out, b->labels, b->count, K, 5);
     }
-    double wall = monotonic_seconds() - t0;
+    double wall = sc.wall = monotonic_seconds() - t0;
     if (got < 0)
         goto done;
     char device_text[300];
@@ -403,9 +425,12 @@ int cmd_predict(int argc, char **argv)
            "%.2f s, %.0f images/s (batch %d, %s)\n",
            a.checkpoint, spec->arch, spec->height, spec->width, spec->channels, K, a.uri,
            split_names[a.split], (long long)p.count,
-           p.count ? (double)correct / (double)p.count : 0.0, wall,
+           p.count ? (double)sc.correct / (double)p.count : 0.0, wall,
            wall > 0 ? (double)p.count / wall : 0.0, a.batch, device_text);
-    if (a.json && write_predict_json(a.json, &a, spec, &p, correct, wall, compute) < 0)
+    cli_print_recipe(stdout, spec);
+    cli_print_class_summary(stdout, split_names[a.split], sc.confusion, K, info.class_names,
+                            K > 10 && p.count ? (double)sc.top5 / (double)p.count : -1, 3);
+    if (a.json && write_predict_json(a.json, &a, &info, spec, &p, &sc) < 0)
         goto done;
     status = 0;
 
@@ -418,6 +443,7 @@ done:
     free(p.label);
     free(p.class);
     free(p.logits);
+    free(sc.confusion);
     loader_close(l);
     model_free(m);
     checkpoint_info_free(&info);

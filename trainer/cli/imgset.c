@@ -19,6 +19,7 @@ static const Command commands[] = {
     {"convert", cmd_convert, "copy a data set from one store into another"},
     {"verify", cmd_verify, "digest every split of each store; exit 1 when they differ"},
     {"info", cmd_info, "counts, shapes, classes and bytes of a stored data set"},
+    {"stats", cmd_stats, "per-channel min, max, mean and std of a split's pixels"},
     {"read", cmd_read, "loader-only throughput: images/s, MB/s, data-wait per batch"},
     {"train", cmd_train, "train a CNN through any store; per-epoch time, data-wait, accuracy"},
     {"bench", cmd_bench, "every store x every data-set shape: the table of epoch seconds"},

@@ -2,12 +2,15 @@
  * layout, checked for size before anything is allocated. */
 #include "graph.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "dataset.h"
 #include "error.h"
 #include "nn.h"
+
+_Static_assert(MODEL_NORM_CHANNELS == IMGSET_MAX_CHANNELS, "a normalisation per image channel");
 
 #define MAX_PARAM_FLOATS ((size_t)1 << 28)   /* 1 GiB of weights: surely a wrong shape */
 
@@ -147,11 +150,26 @@ static int batchnorm(Builder *b, const char *name, int in)
     return op->out;
 }
 
-static int relu(Builder *b, int in)
+/* An element-wise op of `kind` after `in`. */
+static ModelOp *elementwise(Builder *b, int kind, int in)
 {
     const ModelAct a = b->g->acts[in];
-    ModelOp *op = add_op(b, OP_RELU, in);
+    ModelOp *op = add_op(b, kind, in);
     op->out = add_act(b, a.c, a.h, a.w);
+    return op;
+}
+
+static int relu(Builder *b, int in)
+{
+    return elementwise(b, OP_RELU, in)->out;
+}
+
+/* The spec's hidden activation after `in`. */
+static int activation(Builder *b, int in)
+{
+    static const int kinds[ACT_COUNT] = {OP_RELU, OP_LEAKY_RELU, OP_TANH, OP_SIGMOID};
+    ModelOp *op = elementwise(b, kinds[b->g->spec.activation], in);
+    op->slope = b->g->spec.leaky_slope;
     return op->out;
 }
 
@@ -200,16 +218,24 @@ static int concat(Builder *b, int x, int y)
 
 static int build_mlp(Builder *b, int x, int K)
 {
-    x = relu(b, linear(b, "fc1", x, 256));
-    x = relu(b, linear(b, "fc2", x, 128));
+    x = activation(b, linear(b, "fc1", x, 256));
+    x = activation(b, linear(b, "fc2", x, 128));
     return linear(b, "fc3", x, K);
+}
+
+/* conv3x3 pad 1 -> activation -> maxpool 2x2: one fused op for ReLU, else three. */
+static int conv_block(Builder *b, const char *name, int x, int channels)
+{
+    if (b->g->spec.activation == ACT_RELU)
+        return conv_relu_pool(b, name, x, channels, 3, 1, 1);
+    return pool(b, OP_MAXPOOL, activation(b, conv(b, name, x, channels, 3, 1, 1, 1)), 2, 2);
 }
 
 static int build_cnn_small(Builder *b, int x, int K)
 {
-    x = conv_relu_pool(b, "conv1", x, 32, 3, 1, 1);
-    x = conv_relu_pool(b, "conv2", x, 64, 3, 1, 1);
-    x = relu(b, linear(b, "fc1", x, 128));
+    x = conv_block(b, "conv1", x, 32);
+    x = conv_block(b, "conv2", x, 64);
+    x = activation(b, linear(b, "fc1", x, 128));
     return linear(b, "fc2", x, K);
 }
 
@@ -295,13 +321,14 @@ static int build_densenet_tiny(Builder *b, int x, int K)
 typedef struct Arch {
     const char *name;
     int (*build)(Builder *b, int input, int classes);
+    int any_activation;   /* 0: ReLU only */
 } Arch;
 
 static const Arch archs[] = {
-    {"mlp", build_mlp},
-    {"cnn-small", build_cnn_small},
-    {"resnet8", build_resnet8},
-    {"densenet-tiny", build_densenet_tiny},
+    {"mlp", build_mlp, 1},
+    {"cnn-small", build_cnn_small, 1},
+    {"resnet8", build_resnet8, 0},
+    {"densenet-tiny", build_densenet_tiny, 0},
 };
 
 static const char *const arch_names[] = {"mlp", "cnn-small", "resnet8", "densenet-tiny", NULL};
@@ -327,8 +354,80 @@ static void mark_first_writers(ModelGraph *g)
     }
 }
 
-int model_graph_build(ModelGraph *g, const char *arch, int C, int H, int W, int K)
+static const char *const activation_names[ACT_COUNT] = {"relu", "leaky-relu", "tanh", "sigmoid"};
+static const char *const normalize_names[NORM_COUNT] = {"meanstd", "minmax"};
+
+/* The index of name in names[0..n-1], or -1. */
+static int name_index(const char *const *names, int n, const char *name)
 {
+    for (int i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *model_activation_name(int activation)
+{
+    return activation >= 0 && activation < ACT_COUNT ? activation_names[activation] : "?";
+}
+
+int model_activation_from_name(const char *name)
+{
+    return name_index(activation_names, ACT_COUNT, name);
+}
+
+const char *model_normalize_name(int normalize)
+{
+    return normalize >= 0 && normalize < NORM_COUNT ? normalize_names[normalize] : "?";
+}
+
+int model_normalize_from_name(const char *name)
+{
+    return name_index(normalize_names, NORM_COUNT, name);
+}
+
+void model_spec_default(ModelSpec *spec, const char *arch, int C, int H, int W, int K)
+{
+    memset(spec, 0, sizeof *spec);
+    snprintf(spec->arch, sizeof spec->arch, "%s", arch);
+    spec->channels = C, spec->height = H, spec->width = W, spec->classes = K;
+    spec->activation = ACT_RELU;
+    spec->leaky_slope = MODEL_LEAKY_SLOPE;
+    spec->loss = LOSS_CCE;
+    spec->normalize = NORM_MEANSTD;
+    for (int c = 0; c < MODEL_NORM_CHANNELS; c++)
+        spec->mean[c] = spec->std[c] = 0.5f;
+}
+
+/* 0 when what the spec says besides the shape is in range (activation for arch included);
+ * -1 with imgset_fail(). */
+static int check_recipe(const ModelSpec *s, const Arch *arch)
+{
+    if (s->activation < 0 || s->activation >= ACT_COUNT)
+        return imgset_fail("model %s: unknown activation %d", s->arch, s->activation);
+    if (s->activation != ACT_RELU && !arch->any_activation)
+        return imgset_fail("model %s uses ReLU: the activation %s is for mlp and cnn-small",
+                           s->arch, activation_names[s->activation]);
+    if (!(s->leaky_slope >= 0.0f && s->leaky_slope <= 1.0f))
+        return imgset_fail("model %s: leaky-relu slope %g outside [0, 1]", s->arch,
+                           (double)s->leaky_slope);
+    if (s->loss < 0 || s->loss >= LOSS_COUNT)
+        return imgset_fail("model %s: unknown loss %d", s->arch, s->loss);
+    if (s->normalize < 0 || s->normalize >= NORM_COUNT)
+        return imgset_fail("model %s: unknown normalisation %d", s->arch, s->normalize);
+    for (int c = 0; c < s->channels && c < MODEL_NORM_CHANNELS; c++)
+        if (!isfinite(s->mean[c]) || !(s->std[c] > 0.0f) || !isfinite(s->std[c]))
+            return imgset_fail("model %s: channel %d normalised with mean %g, std %g (a finite "
+                               "mean and a positive std are needed)", s->arch, c,
+                               (double)s->mean[c], (double)s->std[c]);
+    return 0;
+}
+
+int model_graph_build(ModelGraph *g, const ModelSpec *spec_in)
+{
+    const ModelSpec copy = *spec_in, *spec = &copy;   /* spec_in may be g's own */
+    const char *arch = spec->arch;
+    int C = spec->channels, H = spec->height, W = spec->width, K = spec->classes;
     memset(g, 0, sizeof *g);
     const Arch *found = NULL;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
@@ -344,8 +443,9 @@ int model_graph_build(ModelGraph *g, const char *arch, int C, int H, int W, int 
     if (K < 2 || K > IMGSET_MAX_CLASSES)
         return imgset_fail("model %s: bad number of classes %d (2..%d)", arch, K,
                            IMGSET_MAX_CLASSES);
-    snprintf(g->spec.arch, sizeof g->spec.arch, "%s", arch);
-    g->spec.channels = C, g->spec.height = H, g->spec.width = W, g->spec.classes = K;
+    if (check_recipe(spec, found) < 0)
+        return -1;
+    g->spec = *spec;
     Builder b = {.g = g};
     add_act(&b, C, H, W);
     g->output = found->build(&b, 0, K);

@@ -8,10 +8,13 @@
 #include <stdint.h>
 
 /*
- * Architectures (input N x C x H x W float32, output N x K logits):
- *   mlp            flatten -> linear 256 -> ReLU -> linear 128 -> ReLU -> linear K
- *   cnn-small      conv3x3 32 pad1 -> ReLU -> maxpool2 -> conv3x3 64 pad1 -> ReLU -> maxpool2
- *                  -> linear 128 -> ReLU -> linear K                        (H, W >= 4)
+ * Architectures (input N x C x H x W float32, output N x K logits; "act" is the spec's
+ * activation, ReLU unless chosen):
+ *   mlp            flatten -> linear 256 -> act -> linear 128 -> act -> linear K
+ *   cnn-small      conv3x3 32 pad1 -> act -> maxpool2 -> conv3x3 64 pad1 -> act -> maxpool2
+ *                  -> linear 128 -> act -> linear K                         (H, W >= 4)
+ *                  (with ReLU each conv -> ReLU -> maxpool is one fused op, conv_relu_pool;
+ *                  other activations run the three ops)
  *   resnet8        stem conv3x3 16 -> BN -> ReLU; three stages of one basic residual block
  *                  (conv3x3-BN-ReLU-conv3x3-BN + shortcut, then ReLU) with 16, 32, 64
  *                  channels, stride 1, 2, 2 (1x1 conv + BN shortcut where the shape
@@ -35,13 +38,36 @@
 #define MODEL_MAX_TENSORS 128
 #define MODEL_MAX_THREADS 64
 #define MODEL_MAX_CHANNELS 64  /* input channels */
+#define MODEL_NORM_CHANNELS 4  /* channels of an image (IMGSET_MAX_CHANNELS): normalisation */
 
-/* What a model is: its architecture and the data shape it was built for. */
+/* The activation of mlp's and cnn-small's hidden layers (resnet8 and densenet-tiny use ReLU). */
+enum ModelActivation { ACT_RELU, ACT_LEAKY_RELU, ACT_TANH, ACT_SIGMOID, ACT_COUNT };
+
+/* How the mean and std of the input normalisation were chosen (ModelSpec.mean / std):
+ * NORM_MEANSTD given (mean = std = 0.5 unless set) or measured on the training set;
+ * NORM_MINMAX from the training set's per-channel minimum and maximum, so that they map
+ * to -1 and 1 (the same formula, mean = (min + max) / 2, std = (max - min) / 2). */
+enum ModelNormalize { NORM_MEANSTD, NORM_MINMAX, NORM_COUNT };
+
+/*
+ * What a model is: its architecture, the data shape it was built for, its hidden activation,
+ * how its inputs are normalised, and the loss it was trained with (nn.h's NnLoss; inference
+ * does not depend on it). A pixel x (0..255) of channel c enters as (x / 255 - mean[c]) /
+ * std[c]. model_spec_default() gives ReLU, cross-entropy and mean = std = 0.5 (pixels to
+ * [-1, 1]), which is also what a checkpoint without these keys means.
+ */
 typedef struct ModelSpec {
     char arch[MODEL_ARCH_MAX];
     int32_t channels, height, width;   /* input C, H, W */
     int32_t classes;                   /* K >= 2 */
+    int activation;                    /* enum ModelActivation */
+    float leaky_slope;                 /* ACT_LEAKY_RELU's negative slope, in [0, 1] */
+    int loss;                          /* enum NnLoss (nn.h) */
+    int normalize;                     /* enum ModelNormalize */
+    float mean[MODEL_NORM_CHANNELS], std[MODEL_NORM_CHANNELS];  /* the first channels used */
 } ModelSpec;
+
+#define MODEL_LEAKY_SLOPE 0.01f   /* the default negative slope, as torch.nn.LeakyReLU */
 
 /* A named tensor of the parameter memory (weights, biases, BN running statistics). */
 typedef struct ModelTensor {
@@ -71,6 +97,8 @@ typedef struct ModelAct {
  *   maxpool,avgpool kernel, stride
  *   gap             global average pool
  *   linear          weight, bias
+ *   relu, tanh, sigmoid   element-wise
+ *   leaky_relu      element-wise, slope
  *   add             in + in2
  *   concat          [in, in2] along channels
  *   conv_relu_pool  conv (weight, bias, kernel, stride, pad) -> ReLU -> 2x2 max-pool, one
@@ -87,7 +115,10 @@ typedef struct ModelAct {
     X(LINEAR, linear) \
     X(ADD, add) \
     X(CONCAT, concat) \
-    X(CONV_RELU_POOL, conv_relu_pool)
+    X(CONV_RELU_POOL, conv_relu_pool) \
+    X(LEAKY_RELU, leaky_relu) \
+    X(TANH, tanh) \
+    X(SIGMOID, sigmoid)
 
 /* What a ModelOp does: OP_CONV, OP_BATCHNORM, … in the order of MODEL_OPS. */
 enum ModelOpKind {
@@ -107,6 +138,7 @@ typedef struct ModelOp {
     int weight, bias;         /* tensor ids: conv / linear weight and bias, BN gamma and beta */
     int running_mean, running_var;   /* BN tensor ids */
     int kernel, stride, pad;
+    float slope;              /* leaky_relu: the negative slope */
     size_t stat_offset;       /* BN: saved mean / invstd, floats into the batch statistics */
     size_t aux_offset;        /* conv-relu-pool: per-image floats before its argmax bytes */
     size_t aux_size;          /* conv-relu-pool: floats per image holding its argmax bytes */
@@ -131,12 +163,24 @@ typedef struct ModelGraph {
     size_t aux_floats;       /* per image: argmax bytes of the fused conv blocks, in floats */
 } ModelGraph;
 
-/* Build the graph of `arch` for input C x H x W and K classes; 0, or -1 with imgset_fail()
- * (unknown architecture, shape too small or too large). Allocates nothing. */
-int model_graph_build(ModelGraph *graph, const char *arch, int C, int H, int W, int K);
+/* spec for `arch`, input C x H x W and K classes, with the default activation (ReLU), loss
+ * (cross-entropy) and normalisation (mean = std = 0.5 for every channel). */
+void model_spec_default(ModelSpec *spec, const char *arch, int C, int H, int W, int K);
+
+/* Build the graph of spec (copied into graph->spec); 0, or -1 with imgset_fail() (unknown
+ * architecture, shape too small or too large, an activation the architecture does not take,
+ * a slope outside [0, 1], a loss or normalisation out of range). Allocates nothing. */
+int model_graph_build(ModelGraph *graph, const ModelSpec *spec);
 
 /* The architecture names, NULL-terminated. */
 const char *const *model_arch_names(void);
+
+/* Names of activations ("relu", "leaky-relu", "tanh", "sigmoid") and normalisations
+ * ("meanstd", "minmax"): the name of a value in range, or "?"; the value of a name, or -1. */
+const char *model_activation_name(int activation);
+int model_activation_from_name(const char *name);
+const char *model_normalize_name(int normalize);
+int model_normalize_from_name(const char *name);
 
 /* The tensor called `name`, or -1. */
 int model_graph_find(const ModelGraph *graph, const char *name);

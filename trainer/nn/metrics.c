@@ -1,4 +1,4 @@
-/* metrics.c — accuracy, macro-F1 and the confusion matrix. */
+/* metrics.c — accuracy, top-k accuracy, per-class scores, macro-F1 and the confusion matrix. */
 #include "metrics.h"
 
 int metrics_argmax(const float *x, int K)
@@ -26,6 +26,37 @@ void confusion_add(int64_t *confusion, const int32_t *predicted, const int32_t *
             confusion[(int64_t)labels[n] * K + predicted[n]]++;
 }
 
+int64_t metrics_topk_hits(const float *logits, const int32_t *labels, int N, int K, int k)
+{
+    int64_t hits = 0;
+    for (int n = 0; n < N; n++) {
+        int label = labels[n];
+        if (label < 0 || label >= K)
+            continue;
+        const float *x = logits + (int64_t)n * K;
+        int ahead = 0;   /* classes ranked before the label */
+        for (int j = 0; j < K && ahead < k; j++)
+            ahead += x[j] > x[label] || (x[j] == x[label] && j < label);
+        hits += ahead < k;
+    }
+    return hits;
+}
+
+ClassScores confusion_class_scores(const int64_t *confusion, int K, int c)
+{
+    ClassScores s = {0};
+    int64_t tp = confusion[(int64_t)c * K + c];
+    for (int o = 0; o < K; o++) {
+        s.support += confusion[(int64_t)c * K + o];
+        s.predicted += confusion[(int64_t)o * K + c];
+    }
+    int64_t fp = s.predicted - tp, fn = s.support - tp;
+    s.precision = s.predicted ? (double)tp / (double)s.predicted : 0.0;
+    s.recall = s.support ? (double)tp / (double)s.support : 0.0;
+    s.f1 = tp + fp + fn ? 2.0 * (double)tp / (double)(2 * tp + fp + fn) : 0.0;
+    return s;
+}
+
 double confusion_accuracy(const int64_t *confusion, int K)
 {
     int64_t total = 0, right = 0;
@@ -43,15 +74,10 @@ double confusion_macro_f1(const int64_t *confusion, int K)
     double sum = 0.0;
     int classes = 0;
     for (int c = 0; c < K; c++) {
-        int64_t tp = confusion[(int64_t)c * K + c], fp = 0, fn = 0;
-        for (int o = 0; o < K; o++)
-            if (o != c) {
-                fn += confusion[(int64_t)c * K + o];
-                fp += confusion[(int64_t)o * K + c];
-            }
-        if (tp + fp + fn == 0)
+        ClassScores s = confusion_class_scores(confusion, K, c);
+        if (s.support == 0 && s.predicted == 0)
             continue;   /* neither a label nor a prediction: not counted */
-        sum += 2.0 * (double)tp / (double)(2 * tp + fp + fn);
+        sum += s.f1;
         classes++;
     }
     return classes ? sum / classes : 0.0;

@@ -2,6 +2,7 @@
 #ifndef IMGSET_NN_H
 #define IMGSET_NN_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -148,7 +149,8 @@ void dropout_forward(float *out, float *mask, const float *inp, int N, int D, fl
 void dropout_backward(float *dinp, const float *dout, const float *mask, size_t n);
 
 /* Element-wise activations on n floats. The backwards take what PyTorch keeps: relu, sigmoid
- * and tanh the forward's output, leaky_relu the forward's input. */
+ * and tanh the forward's output, leaky_relu the forward's input. sigmoid and tanh use a
+ * vectorisable exp, within a few float ulp of libm's expf / tanhf. */
 void relu_forward(float *out, const float *inp, size_t n);
 void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
 void leaky_relu_forward(float *out, const float *inp, size_t n, float slope);
@@ -169,12 +171,99 @@ void softmax_backward(float *dinp, const float *dout, const float *out, int N, i
  * scale * d(mean loss)/d(input) to its gradient (scale = 1 for plain training).
  */
 
-/* Softmax cross-entropy: logits (N, K), labels (N) in [0, K); probs (N, K) receives the
- * softmax for the backward. */
-float softmax_cross_entropy_forward(float *probs, const float *logits, const int32_t *labels,
-                                    int N, int K);
-void softmax_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels,
-                                    int N, int K, float scale);
+/*
+ * The classification losses a model trains with, on logits (N, K) against labels (N) in
+ * [0, K), that is against one-hot targets t (t[label] = 1, every other entry 0):
+ *   LOSS_CCE  softmax cross-entropy, mean over the N rows            (F.cross_entropy)
+ *   LOSS_BCE  binary cross-entropy of each class's sigmoid against t, one-vs-rest, mean over
+ *             the N*K entries (F.binary_cross_entropy(sigmoid(x), t)); computed from the
+ *             logits, so no log of 0 and no overflow for any logit
+ *   LOSS_MSE  squared error of the softmax probabilities against t, mean over N*K
+ *             (F.mse_loss(softmax(x), t))
+ *   LOSS_MAE  absolute error of the same, mean over N*K (F.l1_loss(softmax(x), t)); its
+ *             gradient where p == t is 0
+ * A row at a time by the inline functions below, which the CPU (class_loss_forward and
+ * class_loss_backward) and the GPU (nn_cuda.cu) both run.
+ */
+enum NnLoss { LOSS_CCE, LOSS_BCE, LOSS_MSE, LOSS_MAE, LOSS_COUNT };
+
+/* "cce", "bce", "mse", "mae" for a loss in range, else "?"; the loss of a name, or -1. */
+const char *nn_loss_name(int loss);
+int nn_loss_from_name(const char *name);
+
+/* The mean loss; probs (N, K) receives each row's softmax (the sigmoids for BCE), which the
+ * backward takes. */
+float class_loss_forward(int loss, float *probs, const float *logits, const int32_t *labels,
+                         int N, int K);
+void class_loss_backward(int loss, float *dlogits, const float *probs, const int32_t *labels,
+                         int N, int K, float scale);
+
+/* What the mean divides the rows' sums by: N for cross-entropy, N*K for the others. */
+static inline NN_HOST_DEVICE double nn_class_loss_count(int loss, int N, int K)
+{
+    return loss == LOSS_CCE ? (double)N : (double)N * K;
+}
+
+/* One row's loss summed over its K entries (before the mean), in double; probs (K) receives
+ * the row's softmax, or for BCE its sigmoids. */
+static inline NN_HOST_DEVICE double nn_class_loss_row(int loss, float *probs, const float *x,
+                                                      int label, int K)
+{
+    /* declarations first: the extension includes this under -Wdeclaration-after-statement */
+    double total = 0.0, sum = 0.0;
+    float m = x[0];
+    int k;
+    if (loss == LOSS_BCE) {
+        for (k = 0; k < K; k++) {
+            double v = x[k], t = k == label ? 1.0 : 0.0;
+            probs[k] = (float)(1.0 / (1.0 + exp(-v)));
+            /* max(v, 0) - v t + log(1 + exp(-|v|)): BCE of sigmoid(v) without overflow */
+            total += (v > 0 ? v : 0) - v * t + log1p(exp(-fabs(v)));
+        }
+        return total;
+    }
+    for (k = 1; k < K; k++)
+        m = x[k] > m ? x[k] : m;
+    for (k = 0; k < K; k++) {
+        probs[k] = expf(x[k] - m);   /* shifted by the maximum: no overflow */
+        sum += probs[k];
+    }
+    for (k = 0; k < K; k++)
+        probs[k] = (float)(probs[k] / sum);
+    if (loss == LOSS_CCE)   /* -log softmax[label] = log(sum exp(x - m)) + m - x[label] */
+        return log(sum) + m - x[label];
+    for (k = 0; k < K; k++) {
+        double d = (double)probs[k] - (k == label ? 1.0 : 0.0);
+        total += loss == LOSS_MSE ? d * d : fabs(d);
+    }
+    return total;
+}
+
+/* d(row loss)/dp_k for MSE (2 (p - t)) and MAE (sign(p - t)). */
+static inline NN_HOST_DEVICE float nn_class_loss_dprob(int loss, float p, int is_label)
+{
+    float d = p - (is_label ? 1.0f : 0.0f);
+    return loss == LOSS_MSE ? 2.0f * d : (float)((d > 0.0f) - (d < 0.0f));
+}
+
+/* dx (K) += scale * d(row loss)/dx, from the row's probs of the forward. Cross-entropy and
+ * BCE: p - t. MSE and MAE go back through the softmax: dx_j = p_j (g_j - sum_k p_k g_k),
+ * g = 2 (p - t) or sign(p - t). */
+static inline NN_HOST_DEVICE void nn_class_loss_grad_row(int loss, float *dx, const float *probs,
+                                                         int label, int K, float scale)
+{
+    double dot = 0.0;
+    int k;
+    if (loss == LOSS_CCE || loss == LOSS_BCE) {
+        for (k = 0; k < K; k++)
+            dx[k] += scale * (probs[k] - (k == label ? 1.0f : 0.0f));
+        return;
+    }
+    for (k = 0; k < K; k++)
+        dot += (double)probs[k] * nn_class_loss_dprob(loss, probs[k], k == label);
+    for (k = 0; k < K; k++)
+        dx[k] += scale * probs[k] * (nn_class_loss_dprob(loss, probs[k], k == label) - (float)dot);
+}
 
 /* Binary cross-entropy on probabilities pred (n) in [0, 1] against target (n) in [0, 1];
  * each log is clamped at -100 as torch.nn.BCELoss does. */

@@ -518,40 +518,99 @@ void relu_backward(float *restrict dinp, const float *restrict dout, const float
         }
 }
 
-void leaky_relu_forward(float *out, const float *inp, size_t n, float slope)
+VECTOR_CLONES
+void leaky_relu_forward(float *restrict out, const float *restrict inp, size_t n, float slope)
 {
-    for (size_t i = 0; i < n; i++)
-        out[i] = inp[i] > 0.0f ? inp[i] : inp[i] * slope;
+    for (size_t i = 0; i < n; i++) {
+        float v = inp[i];
+        out[i] = v > 0.0f ? v : v * slope;
+    }
 }
 
-void leaky_relu_backward(float *dinp, const float *dout, const float *inp, size_t n,
-                         float slope)
+VECTOR_CLONES
+void leaky_relu_backward(float *restrict dinp, const float *restrict dout,
+                         const float *restrict inp, size_t n, float slope)
 {
     if (dinp)
-        for (size_t i = 0; i < n; i++)
-            dinp[i] += inp[i] > 0.0f ? dout[i] : dout[i] * slope;
+        for (size_t i = 0; i < n; i++) {
+            float d = dout[i];
+            dinp[i] += inp[i] > 0.0f ? d : d * slope;
+        }
 }
 
-void sigmoid_forward(float *out, const float *inp, size_t n)
+/*
+ * exp(x) for the activations' loops, in straight-line float arithmetic so that GCC
+ * vectorises them (a call to expf would not be): x = n ln 2 + r with n = round(x / ln 2)
+ * (the 1.5 * 2^23 trick rounds to nearest), ln 2 in two parts (Cephes's C1 + C2), e^r by
+ * Cephes's degree-6 polynomial, times 2^n built in the exponent bits. Within 2 ulp of expf;
+ * x is clamped to [-87.3, 88.3], where 2^n stays a normal float.
+ */
+static inline float vector_expf(float x)
+{
+    const float round = 12582912.0f;   /* 1.5 * 2^23 */
+    x = x < -87.3f ? -87.3f : x > 88.3f ? 88.3f : x;
+    float t = x * 1.44269504088896341f + round;
+    float n = t - round;
+    int32_t tb, rb;
+    memcpy(&tb, &t, 4), memcpy(&rb, &round, 4);
+    float r = x - n * 0.693359375f - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    int32_t scale_bits = (tb - rb + 127) << 23;   /* 2^n, n in [-126, 127] */
+    float scale;
+    memcpy(&scale, &scale_bits, 4);
+    return y * scale;
+}
+
+/* 1 / (1 + e^-x). */
+static inline float vector_sigmoid(float x)
+{
+    return 1.0f / (1.0f + vector_expf(-x));
+}
+
+/* tanh(x): Cephes's odd polynomial for |x| < 0.625, else 1 - 2 / (e^2|x| + 1) with x's sign
+ * (both computed, one chosen, so that the loop vectorises). */
+static inline float vector_tanh(float x)
+{
+    float a = x < 0.0f ? -x : x, z = x * x;
+    float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
+                    1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
+    float large = 1.0f - 2.0f / (vector_expf(2.0f * a) + 1.0f);
+    large = x < 0.0f ? -large : large;
+    return a < 0.625f ? small : large;
+}
+
+VECTOR_CLONES
+void sigmoid_forward(float *restrict out, const float *restrict inp, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        out[i] = 1.0f / (1.0f + expf(-inp[i]));
+        out[i] = vector_sigmoid(inp[i]);
 }
 
-void sigmoid_backward(float *dinp, const float *dout, const float *out, size_t n)
+VECTOR_CLONES
+void sigmoid_backward(float *restrict dinp, const float *restrict dout,
+                      const float *restrict out, size_t n)
 {
     if (dinp)
         for (size_t i = 0; i < n; i++)
             dinp[i] += dout[i] * out[i] * (1.0f - out[i]);
 }
 
-void tanh_forward(float *out, const float *inp, size_t n)
+VECTOR_CLONES
+void tanh_forward(float *restrict out, const float *restrict inp, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        out[i] = tanhf(inp[i]);
+        out[i] = vector_tanh(inp[i]);
 }
 
-void tanh_backward(float *dinp, const float *dout, const float *out, size_t n)
+VECTOR_CLONES
+void tanh_backward(float *restrict dinp, const float *restrict dout, const float *restrict out,
+                   size_t n)
 {
     if (dinp)
         for (size_t i = 0; i < n; i++)

@@ -1,41 +1,42 @@
-/* nn_loss.c — the nn core's losses: softmax cross-entropy, binary cross-entropy, MSE, MAE. */
+/* nn_loss.c — the nn core's losses: the classification losses a model trains with (cross-
+ * entropy, BCE, MSE, MAE on class labels), and BCE, MSE, MAE on any targets. */
 #include "nn.h"
 
 #include <math.h>
+#include <string.h>
 
-float softmax_cross_entropy_forward(float *probs, const float *logits, const int32_t *labels,
-                                    int N, int K)
+static const char *const loss_names[LOSS_COUNT] = {"cce", "bce", "mse", "mae"};
+
+const char *nn_loss_name(int loss)
 {
-    double total = 0.0;
-    for (int n = 0; n < N; n++) {
-        const float *x = logits + (size_t)n * K;
-        float *p = probs + (size_t)n * K;
-        float m = x[0];
-        for (int k = 1; k < K; k++)
-            m = x[k] > m ? x[k] : m;
-        double sum = 0.0;
-        for (int k = 0; k < K; k++) {
-            p[k] = expf(x[k] - m);
-            sum += p[k];
-        }
-        for (int k = 0; k < K; k++)
-            p[k] = (float)(p[k] / sum);
-        /* -log softmax[label] = log(sum exp(x - m)) + m - x[label], never log(0) */
-        total += log(sum) + m - x[labels[n]];
-    }
-    return N > 0 ? (float)(total / N) : 0.0f;
+    return loss >= 0 && loss < LOSS_COUNT ? loss_names[loss] : "?";
 }
 
-void softmax_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels,
-                                    int N, int K, float scale)
+int nn_loss_from_name(const char *name)
 {
-    float s = scale / (float)N;
-    for (int n = 0; n < N; n++) {
-        const float *p = probs + (size_t)n * K;
-        float *d = dlogits + (size_t)n * K;
-        for (int k = 0; k < K; k++)
-            d[k] += s * (p[k] - (k == labels[n] ? 1.0f : 0.0f));
-    }
+    for (int i = 0; i < LOSS_COUNT; i++)
+        if (strcmp(name, loss_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+float class_loss_forward(int loss, float *probs, const float *logits, const int32_t *labels,
+                         int N, int K)
+{
+    double total = 0.0;
+    for (int n = 0; n < N; n++)
+        total += nn_class_loss_row(loss, probs + (size_t)n * K, logits + (size_t)n * K,
+                                   labels[n], K);
+    return N > 0 ? (float)(total / nn_class_loss_count(loss, N, K)) : 0.0f;
+}
+
+void class_loss_backward(int loss, float *dlogits, const float *probs, const int32_t *labels,
+                         int N, int K, float scale)
+{
+    float s = scale / (float)nn_class_loss_count(loss, N, K);
+    for (int n = 0; n < N; n++)
+        nn_class_loss_grad_row(loss, dlogits + (size_t)n * K, probs + (size_t)n * K, labels[n],
+                               K, s);
 }
 
 /* log(x) clamped below at -100, as torch.nn.BCELoss. */

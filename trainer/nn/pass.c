@@ -151,6 +151,36 @@ static void relu_backward_op(const OpCall *c)
     relu_backward(c->dx, c->dy, c->y, (size_t)c->n * c->a->size);
 }
 
+static void leaky_relu_forward_op(const OpCall *c)
+{
+    leaky_relu_forward(c->y, c->x, (size_t)c->n * c->a->size, c->op->slope);
+}
+
+static void leaky_relu_backward_op(const OpCall *c)
+{
+    leaky_relu_backward(c->dx, c->dy, c->x, (size_t)c->n * c->a->size, c->op->slope);
+}
+
+static void tanh_forward_op(const OpCall *c)
+{
+    tanh_forward(c->y, c->x, (size_t)c->n * c->a->size);
+}
+
+static void tanh_backward_op(const OpCall *c)
+{
+    tanh_backward(c->dx, c->dy, c->y, (size_t)c->n * c->a->size);
+}
+
+static void sigmoid_forward_op(const OpCall *c)
+{
+    sigmoid_forward(c->y, c->x, (size_t)c->n * c->a->size);
+}
+
+static void sigmoid_backward_op(const OpCall *c)
+{
+    sigmoid_backward(c->dx, c->dy, c->y, (size_t)c->n * c->a->size);
+}
+
 static void maxpool_forward_op(const OpCall *c)
 {
     maxpool2d_forward(c->y, c->x, c->n, c->a->c, c->a->h, c->a->w, c->op->kernel, c->op->stride);

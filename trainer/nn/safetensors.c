@@ -3,12 +3,14 @@
 #include "safetensors.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dataset.h"
 #include "error.h"
+#include "nn.h"
 
 /* ==== The parser ======================================================================= */
 
@@ -604,6 +606,102 @@ static int meta_uint(const Safetensors *st, const char *key, uint64_t max, uint6
     return 0;
 }
 
+/* The value of a metadata key that must be there; NULL with imgset_fail() when missing. */
+static const char *meta_required(const Safetensors *st, const char *key, const char *what)
+{
+    const char *v = safetensors_meta(st, key);
+    if (!v)
+        imgset_fail("%s: checkpoint metadata has no \"%s\"", what, key);
+    return v;
+}
+
+/* A name metadata value: its index by from_name(), or -1 with imgset_fail() naming the key. */
+static int meta_name(const Safetensors *st, const char *key, int (*from_name)(const char *),
+                     const char *known, int *out, const char *what)
+{
+    const char *v = meta_required(st, key, what);
+    if (!v)
+        return -1;
+    if ((*out = from_name(v)) < 0)
+        return imgset_fail("%s: checkpoint metadata \"%s\" = \"%.30s\" is not one of %s", what,
+                           key, v, known);
+    return 0;
+}
+
+/* One finite float at *p (strtof's syntax); advances *p. -1 when there is none. */
+static int parse_float(const char **p, float *out)
+{
+    char *end;
+    float x = strtof(*p, &end);
+    if (end == *p || !isfinite(x))
+        return -1;
+    *out = x, *p = end;
+    return 0;
+}
+
+/* A metadata value that is one finite float. */
+static int meta_float(const Safetensors *st, const char *key, float *out, const char *what)
+{
+    const char *v = meta_required(st, key, what);
+    if (!v)
+        return -1;
+    const char *p = v;
+    if (parse_float(&p, out) < 0 || *p)
+        return imgset_fail("%s: checkpoint metadata \"%s\" = \"%.30s\" is not a number", what,
+                           key, v);
+    return 0;
+}
+
+/* A metadata value that is a JSON array of exactly n finite numbers, "[0.5, 0.5, 0.5]". */
+static int meta_floats(const Safetensors *st, const char *key, float *out, int n,
+                       const char *what)
+{
+    const char *v = meta_required(st, key, what), *p = v;
+    if (!v)
+        return -1;
+    int count = 0, bad = *p++ != '[';
+    while (!bad) {
+        while (*p == ' ')
+            p++;
+        if (count == 0 && *p == ']')
+            break;
+        float x;
+        if (parse_float(&p, &x) < 0) {
+            bad = 1;
+            break;
+        }
+        if (count < n)
+            out[count] = x;
+        count++;
+        while (*p == ' ')
+            p++;
+        if (*p == ']')
+            break;
+        bad = *p++ != ',';
+    }
+    if (bad || *p != ']' || p[1])
+        return imgset_fail("%s: checkpoint metadata \"%s\" = \"%.40s\" is not a list of "
+                           "numbers", what, key, v);
+    if (count != n)
+        return imgset_fail("%s: checkpoint metadata \"%s\" has %d values for %d channels", what,
+                           key, count, n);
+    return 0;
+}
+
+/* Version 2's keys: activation, leaky_slope, loss, normalize, mean, std (one per channel). */
+static int read_recipe(const Safetensors *st, ModelSpec *spec, const char *what)
+{
+    int channels = spec->channels < MODEL_NORM_CHANNELS ? spec->channels : MODEL_NORM_CHANNELS;
+    return meta_name(st, "activation", model_activation_from_name,
+                     "relu, leaky-relu, tanh, sigmoid", &spec->activation, what) ||
+           meta_float(st, "leaky_slope", &spec->leaky_slope, what) ||
+           meta_name(st, "loss", nn_loss_from_name, "cce, bce, mse, mae", &spec->loss, what) ||
+           meta_name(st, "normalize", model_normalize_from_name, "meanstd, minmax",
+                     &spec->normalize, what) ||
+           meta_floats(st, "mean", spec->mean, channels, what) ||
+           meta_floats(st, "std", spec->std, channels, what) ? -1 : 0;
+}
+
 int checkpoint_read_info(const Safetensors *st, ModelSpec *spec, uint64_t *seed,
                          TrainState *state, const char *what)
 {
@@ -613,14 +711,14 @@ int checkpoint_read_info(const Safetensors *st, ModelSpec *spec, uint64_t *seed,
         return imgset_fail("%s: not a pg_imgset checkpoint (metadata \"format\" is %s%s%s, "
                            "expected \"" CHECKPOINT_FORMAT "\")", what, format ? "\"" : "",
                            format ? format : "missing", format ? "\"" : "");
-    if (!version || strcmp(version, CHECKPOINT_VERSION) != 0)
-        return imgset_fail("%s: checkpoint version %s, this build reads version "
-                           CHECKPOINT_VERSION, what, version ? version : "missing");
+    int v1 = version && strcmp(version, CHECKPOINT_VERSION_1) == 0;
+    if (!version || (!v1 && strcmp(version, CHECKPOINT_VERSION) != 0))
+        return imgset_fail("%s: checkpoint version %s, this build reads versions "
+                           CHECKPOINT_VERSION_1 " and " CHECKPOINT_VERSION, what,
+                           version ? version : "missing");
     const char *arch = safetensors_meta(st, "arch");
     if (!arch || strlen(arch) >= sizeof spec->arch)
         return imgset_fail("%s: checkpoint metadata has no valid \"arch\"", what);
-    memset(spec, 0, sizeof *spec);
-    snprintf(spec->arch, sizeof spec->arch, "%s", arch);
     uint64_t c, h, w, k, step, s, epoch, position;
     if (meta_uint(st, "channels", MODEL_MAX_CHANNELS, &c, what) ||
         meta_uint(st, "height", IMGSET_MAX_SIDE, &h, what) ||
@@ -629,8 +727,10 @@ int checkpoint_read_info(const Safetensors *st, ModelSpec *spec, uint64_t *seed,
         meta_uint(st, "seed", UINT64_MAX, &s, what) ||
         meta_uint(st, "step", INT64_MAX, &step, what))
         return -1;
-    spec->channels = (int32_t)c, spec->height = (int32_t)h, spec->width = (int32_t)w;
-    spec->classes = (int32_t)k;
+    /* version 1 has no recipe keys: ReLU, cross-entropy, mean = std = 0.5 */
+    model_spec_default(spec, arch, (int)c, (int)h, (int)w, (int)k);
+    if (!v1 && read_recipe(st, spec, what) < 0)
+        return -1;
     if (seed)
         *seed = s;
     if (state) {

@@ -74,12 +74,18 @@ int safetensors_read_f32(const Safetensors *st, const SafetensorsTensor *t, floa
 /*
  * A checkpoint holds every tensor of the model under its state_dict name (F32), the SGD
  * momentum of each trainable one as "momentum.<name>", and string metadata:
- * format = "pg_imgset-checkpoint", version = "1", arch, channels, height, width, classes,
+ * format = "pg_imgset-checkpoint", version = "2", arch, channels, height, width, classes,
  * class_names (a JSON array of strings, itself stored as a string), step (optimiser steps),
- * seed (initialisation), sampler_seed, sampler_epoch, sampler_position (decimal integers).
+ * seed (initialisation), sampler_seed, sampler_epoch, sampler_position (decimal integers),
+ * and how the model computes and was trained (graph.h's ModelSpec): activation ("relu",
+ * "leaky-relu", "tanh", "sigmoid"), leaky_slope (a decimal), loss ("cce", "bce", "mse",
+ * "mae"), normalize ("meanstd", "minmax"), mean and std (JSON arrays of one number per
+ * input channel, at most 4: x enters as (x / 255 - mean) / std). Version "1" files have no
+ * such keys and mean ReLU, cross-entropy and mean = std = 0.5; they are still read.
  */
 #define CHECKPOINT_FORMAT "pg_imgset-checkpoint"
-#define CHECKPOINT_VERSION "1"
+#define CHECKPOINT_VERSION "2"
+#define CHECKPOINT_VERSION_1 "1"
 
 /* Where training stands, saved with the weights so that a resumed run continues exactly. */
 typedef struct TrainState {
@@ -91,7 +97,9 @@ typedef struct TrainState {
 
 /* Allocation-free readers of a parsed checkpoint (the extension loads models with these): */
 
-/* The model spec, seed and train state from the metadata; checks format and version. */
+/* The model spec (the recipe keys' defaults for version 1), seed and train state from the
+ * metadata; checks format and version, and the recipe keys' syntax (graph.h's
+ * model_graph_build checks their ranges). */
 int checkpoint_read_info(const Safetensors *st, ModelSpec *spec, uint64_t *seed,
                          TrainState *state, const char *what);
 

@@ -15,6 +15,7 @@
 #include "dataset.h"
 #include "error.h"
 #include "json.h"
+#include "nn.h"
 
 /* ==== Writing ========================================================================== */
 
@@ -24,6 +25,31 @@ static void meta_u64(Json *j, const char *key, uint64_t value)
     char v[32];
     snprintf(v, sizeof v, "%" PRIu64, value);
     json_string(j, key, v);
+}
+
+/* "[v0,v1,...]" of n floats, each printed so that it reads back as the same float. */
+static void meta_floats(Json *j, const char *key, const float *v, int n)
+{
+    char list[32 * MODEL_NORM_CHANNELS + 4] = "[";
+    for (int i = 0; i < n; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%.9g", i ? "," : "",
+                 (double)v[i]);
+    strcat(list, "]");
+    json_string(j, key, list);
+}
+
+/* The keys of ModelSpec beyond the shape (safetensors.h, version 2). */
+static void meta_recipe(Json *j, const ModelSpec *spec)
+{
+    char slope[32];
+    snprintf(slope, sizeof slope, "%.9g", (double)spec->leaky_slope);
+    json_string(j, "activation", model_activation_name(spec->activation));
+    json_string(j, "leaky_slope", slope);
+    json_string(j, "loss", nn_loss_name(spec->loss));
+    json_string(j, "normalize", model_normalize_name(spec->normalize));
+    int n = spec->channels < MODEL_NORM_CHANNELS ? spec->channels : MODEL_NORM_CHANNELS;
+    meta_floats(j, "mean", spec->mean, n);
+    meta_floats(j, "std", spec->std, n);
 }
 
 static void header_tensor(Json *j, const char *name, const ModelTensor *g, uint64_t *offset)
@@ -58,6 +84,7 @@ static int build_header(Json *j, const Model *m, const TrainState *state,
     meta_u64(j, "height", (uint64_t)g->spec.height);
     meta_u64(j, "width", (uint64_t)g->spec.width);
     meta_u64(j, "classes", (uint64_t)g->spec.classes);
+    meta_recipe(j, &g->spec);
     meta_u64(j, "seed", m->seed);
     meta_u64(j, "step", (uint64_t)(state ? state->step : m->step));
     meta_u64(j, "sampler_seed", state ? state->sampler_seed : 0);
@@ -303,8 +330,7 @@ Model *checkpoint_load(const char *path, int max_batch, CheckpointInfo *info)
         return NULL;
     Model *m = NULL;
     if (checkpoint_read_info(&l.st, &out->spec, &out->seed, &out->state, path) == 0) {
-        m = model_create(out->spec.arch, out->spec.channels, out->spec.height, out->spec.width,
-                         out->spec.classes, max_batch, out->seed);
+        m = model_create_spec(&out->spec, max_batch, out->seed);
         if (!m)
             imgset_fail_prefix("checkpoint %s: ", path);
     }
@@ -319,6 +345,25 @@ Model *checkpoint_load(const char *path, int max_batch, CheckpointInfo *info)
     return m;
 }
 
+/* What a spec says, in words: equal words, equal specs (the floats at %.9g read back). */
+static const char *describe_spec(const ModelSpec *s, char *out, size_t cap)
+{
+    char mean[128] = "", std[128] = "";
+    for (int c = 0; c < s->channels && c < MODEL_NORM_CHANNELS; c++) {
+        snprintf(mean + strlen(mean), sizeof mean - strlen(mean), "%s%.9g", c ? "," : "",
+                 (double)s->mean[c]);
+        snprintf(std + strlen(std), sizeof std - strlen(std), "%s%.9g", c ? "," : "",
+                 (double)s->std[c]);
+    }
+    char slope[40] = "";
+    if (s->activation == ACT_LEAKY_RELU)
+        snprintf(slope, sizeof slope, " (slope %.9g)", (double)s->leaky_slope);
+    snprintf(out, cap, "%s for %dx%dx%d, %d classes, %s%s, loss %s, %s mean %s std %s", s->arch,
+             s->channels, s->height, s->width, s->classes, model_activation_name(s->activation),
+             slope, nn_loss_name(s->loss), model_normalize_name(s->normalize), mean, std);
+    return out;
+}
+
 int checkpoint_restore(const char *path, Model *m, CheckpointInfo *info)
 {
     Loaded l;
@@ -328,14 +373,10 @@ int checkpoint_restore(const char *path, Model *m, CheckpointInfo *info)
     if (load_file(&l, path))
         return -1;
     int rc = checkpoint_read_info(&l.st, &out->spec, &out->seed, &out->state, path);
-    const ModelSpec *have = &m->graph.spec;
-    if (rc == 0 && (strcmp(out->spec.arch, have->arch) != 0 ||
-                    out->spec.channels != have->channels || out->spec.height != have->height ||
-                    out->spec.width != have->width || out->spec.classes != have->classes))
-        rc = imgset_fail("checkpoint %s holds %s for %dx%dx%d, %d classes; the model is %s for "
-                         "%dx%dx%d, %d classes", path, out->spec.arch, out->spec.channels,
-                         out->spec.height, out->spec.width, out->spec.classes, have->arch,
-                         have->channels, have->height, have->width, have->classes);
+    char held[256], want[256];
+    if (rc == 0 && strcmp(describe_spec(&out->spec, held, sizeof held),
+                          describe_spec(&m->graph.spec, want, sizeof want)) != 0)
+        rc = imgset_fail("checkpoint %s holds %s; the model is %s", path, held, want);
     if (rc == 0)
         rc = restore_loaded(m, &l, &out->state, path);
     if (rc == 0 && info)

@@ -32,8 +32,9 @@ int checkpoint_save(const char *path, const Model *m, const TrainState *state,
  * checkpoint_info_free(). NULL with imgset_fail() naming the file and the problem. */
 Model *checkpoint_load(const char *path, int max_batch, CheckpointInfo *info);
 
-/* Restore path into an existing model (to resume): the checkpoint's arch, input shape and
- * classes must equal m's. 0, or -1 with imgset_fail(); on failure m may be half-restored. */
+/* Restore path into an existing model (to resume): the checkpoint's spec (arch, input
+ * shape, classes, activation, loss, normalisation) must equal m's. 0, or -1 with
+ * imgset_fail() naming both; on failure m may be half-restored. */
 int checkpoint_restore(const char *path, Model *m, CheckpointInfo *info);
 
 void checkpoint_info_free(CheckpointInfo *info);

@@ -211,10 +211,18 @@ static void init_params(Model *m)
 
 Model *model_create(const char *arch, int C, int H, int W, int K, int max_batch, uint64_t seed)
 {
+    ModelSpec spec;
+    model_spec_default(&spec, arch, C, H, W, K);
+    return model_create_spec(&spec, max_batch, seed);
+}
+
+Model *model_create_spec(const ModelSpec *spec, int max_batch, uint64_t seed)
+{
+    const char *arch = spec->arch;
     Model *m = calloc(1, sizeof *m);
     if (!m)
         return imgset_fail("model: out of memory"), NULL;
-    if (model_graph_build(&m->graph, arch, C, H, W, K) < 0) {
+    if (model_graph_build(&m->graph, spec) < 0) {
         free(m);
         return NULL;
     }
@@ -223,7 +231,7 @@ Model *model_create(const char *arch, int C, int H, int W, int K, int max_batch,
     if (!acts) {
         free(m);
         return imgset_fail("model %s: bad batch size %d for input %dx%dx%d", arch, max_batch,
-                           C, H, W), NULL;
+                           spec->channels, spec->height, spec->width), NULL;
     }
     m->max_batch = max_batch;
     m->seed = seed;
@@ -289,7 +297,8 @@ const float *model_forward(Model *m, const float *x, int N, int training)
     return p.act[m->graph.output];
 }
 
-float *model_dlogits(Model *m)
+/* The logits' gradient (N, K) of the last forward, set by model_loss. */
+static float *model_dlogits(Model *m)
 {
     return m->acts + (m->graph.act_floats + m->graph.acts[m->graph.output].offset) * m->max_batch;
 }
@@ -302,11 +311,16 @@ int model_loss(Model *m, const int32_t *labels, float *loss)
     for (int n = 0; n < N; n++)
         if (labels[n] < 0 || labels[n] >= K)
             return imgset_fail("model: label %d of image %d outside 0..%d", labels[n], n, K - 1);
+    int kind = m->graph.spec.loss;
+#ifdef IMGSET_HAVE_CUDA
+    if (m->cuda)
+        return model_cuda_loss(m->cuda, kind, labels, N, loss);
+#endif
     const float *logits = m->acts + m->graph.acts[m->graph.output].offset * m->max_batch;
     float *dlogits = model_dlogits(m), *probs = probs_of(m);
-    *loss = softmax_cross_entropy_forward(probs, logits, labels, N, K);
+    *loss = class_loss_forward(kind, probs, logits, labels, N, K);
     memset(dlogits, 0, sizeof(float) * (size_t)N * K);
-    softmax_cross_entropy_backward(dlogits, probs, labels, N, K, 1.0f);
+    class_loss_backward(kind, dlogits, probs, labels, N, K, 1.0f);
     return 0;
 }
 
@@ -350,7 +364,7 @@ int model_backward(Model *m)
         return imgset_fail("model: backward needs a training forward first");
 #ifdef IMGSET_HAVE_CUDA
     if (m->cuda)
-        return model_cuda_backward(m->cuda, model_dlogits(m), m->batch);
+        return model_cuda_backward(m->cuda, m->batch);
 #endif
     Pass p;
     model_pass(m, &p, m->batch, 1);

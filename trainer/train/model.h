@@ -38,8 +38,12 @@ typedef struct Model {
 /* Where a model computes. */
 enum { MODEL_CPU = 0, MODEL_CUDA = 1 };
 
-/* A new model, parameters initialised from seed (the same seed gives the same weights).
- * One thread until model_set_threads(). NULL with imgset_fail(). */
+/* A new model of spec, parameters initialised from seed (the same seed gives the same
+ * weights). One thread until model_set_threads(). NULL with imgset_fail(). */
+Model *model_create_spec(const ModelSpec *spec, int max_batch, uint64_t seed);
+
+/* model_create_spec() with model_spec_default(arch, C, H, W, K): ReLU, cross-entropy,
+ * mean = std = 0.5. */
 Model *model_create(const char *arch, int C, int H, int W, int K, int max_batch, uint64_t seed);
 
 /* Use `threads` threads (1..MODEL_MAX_THREADS) for forward, backward and steps: the batch is
@@ -51,10 +55,10 @@ int model_set_threads(Model *m, int threads);
 /*
  * Compute on `device` from now on. MODEL_CUDA (builds with CUDA, where a device is there)
  * copies the parameters and momentum buffers to GPU memory; from then on model_forward takes
- * x in GPU memory, the logits and their gradient stay on the host (so model_loss and
- * model_dlogits work unchanged) and everything else runs on the GPU: the host's params,
- * grads and velocity are stale until model_sync_host(). MODEL_CPU copies them back and frees
- * the GPU copy. 0, or -1 with imgset_fail() (then nothing changed).
+ * x in GPU memory and returns the logits on the host, and everything else runs on the GPU,
+ * the loss included: the host's params, grads and velocity are stale until
+ * model_sync_host(). MODEL_CPU copies them back and frees the GPU copy. 0, or -1 with
+ * imgset_fail() (then nothing changed).
  */
 int model_use_device(Model *m, int device);
 
@@ -71,14 +75,11 @@ double model_device_seconds(Model *m);
  * are kept for model_backward (x is copied). On MODEL_CUDA x is GPU memory. */
 const float *model_forward(Model *m, const float *x, int N, int training);
 
-/* Softmax cross-entropy of the last forward's logits against labels (N): writes the mean
- * loss to *loss and sets the logits' gradient for model_backward. -1 with imgset_fail() when
- * a label is outside [0, K) or there was no forward. */
+/* The spec's loss (nn.h's class_loss_forward: cross-entropy, BCE, MSE or MAE) of the last
+ * forward's logits against labels (N): writes the mean loss to *loss and sets the logits'
+ * gradient for model_backward. -1 with imgset_fail() when a label is outside [0, K) or there
+ * was no forward. */
 int model_loss(Model *m, const int32_t *labels, float *loss);
-
-/* The logits' gradient (N, K) of the last forward, for a loss computed by the caller (it is
- * overwritten by model_loss). */
-float *model_dlogits(Model *m);
 
 /* Zero the accumulated gradients. */
 void model_zero_grad(Model *m);

@@ -43,10 +43,15 @@ struct ModelCuda {
     float *work;               /* im2col workspace */
     float *conv_tmp;           /* (max_batch, g->conv_tmp_floats): a fused block's pre-pool
                                 * output, then its gradient */
+    float *loss_memory;        /* one allocation for the loss: */
+    double *loss_rows;         /* (max_batch) each row's summed loss */
+    float *loss_probs;         /* (max_batch, K) the rows' softmax or sigmoids */
+    int32_t *loss_labels;      /* (max_batch) */
+    double *host_rows;         /* (max_batch) the rows' losses on the host */
     float *act[MODEL_MAX_ACTS], *dact[MODEL_MAX_ACTS];
     int chunk[MODEL_MAX_OPS];  /* images per im2col GEMM, per conv op */
-    /* A training step's GPU time: forward (start to forward_stop) plus backward and SGD
-     * (backward_start to stop); the gap while the host computes the loss is not in it. Two
+    /* A training step's GPU time: forward (start to forward_stop) plus loss, backward and SGD
+     * (backward_start to stop); the gap while the host has the logits is not in it. Two
      * sets, used in turn, so that a step's time is read once the next forward has waited for
      * the stream anyway — never a wait of its own between steps. */
     StepEvents steps[2];
@@ -102,7 +107,7 @@ void model_cuda_free(ModelCuda *mc)
     if (mc->nn.stream)
         cudaStreamSynchronize(mc->nn.stream);
     float *buffers[] = {mc->params, mc->grads, mc->velocity, mc->acts, mc->stats, mc->aux,
-                        mc->work, mc->conv_tmp};
+                        mc->work, mc->conv_tmp, mc->loss_memory};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         if (buffers[i])
             cudaFree(buffers[i]);
@@ -118,6 +123,7 @@ void model_cuda_free(ModelCuda *mc)
     if (mc->nn.stream)
         cudaStreamDestroy(mc->nn.stream);
     cudaGetLastError();
+    free(mc->host_rows);
     free(mc);
 }
 
@@ -159,8 +165,14 @@ static int setup(ModelCuda *mc, const float *params, const float *velocity)
         device_alloc(&mc->stats, g->stat_floats, "batch-norm statistics") < 0 ||
         device_alloc(&mc->aux, g->aux_floats * B, "max-pool argmax bytes") < 0 ||
         device_alloc(&mc->work, work, "im2col workspace") < 0 ||
-        device_alloc(&mc->conv_tmp, g->conv_tmp_floats * B, "pre-pool outputs") < 0)
+        device_alloc(&mc->conv_tmp, g->conv_tmp_floats * B, "pre-pool outputs") < 0 ||
+        device_alloc(&mc->loss_memory, B * (3 + (size_t)g->spec.classes), "the loss") < 0)
         return -1;
+    mc->loss_rows = (double *)mc->loss_memory;   /* 2 floats each, cudaMalloc's alignment */
+    mc->loss_probs = mc->loss_memory + 2 * B;
+    mc->loss_labels = (int32_t *)(mc->loss_probs + B * g->spec.classes);
+    if (!(mc->host_rows = (double *)malloc(B * sizeof(double))))
+        return imgset_fail("out of memory");
     for (int a = 0; a < g->num_acts; a++) {
         mc->act[a] = mc->acts + g->acts[a].offset * B;
         mc->dact[a] = a > 0 ? mc->acts + (g->act_floats + g->acts[a].offset) * B : NULL;
@@ -287,6 +299,36 @@ static int relu_forward_gpu(const GpuCall *c)
 static int relu_backward_gpu(const GpuCall *c)
 {
     return cuda_relu_backward(c->nn, c->dx, c->dy, c->y, input_count(c));
+}
+
+static int leaky_relu_forward_gpu(const GpuCall *c)
+{
+    return cuda_leaky_relu_forward(c->nn, c->y, c->x, input_count(c), c->op->slope);
+}
+
+static int leaky_relu_backward_gpu(const GpuCall *c)
+{
+    return cuda_leaky_relu_backward(c->nn, c->dx, c->dy, c->x, input_count(c), c->op->slope);
+}
+
+static int tanh_forward_gpu(const GpuCall *c)
+{
+    return cuda_tanh_forward(c->nn, c->y, c->x, input_count(c));
+}
+
+static int tanh_backward_gpu(const GpuCall *c)
+{
+    return cuda_tanh_backward(c->nn, c->dx, c->dy, c->y, input_count(c));
+}
+
+static int sigmoid_forward_gpu(const GpuCall *c)
+{
+    return cuda_sigmoid_forward(c->nn, c->y, c->x, input_count(c));
+}
+
+static int sigmoid_backward_gpu(const GpuCall *c)
+{
+    return cuda_sigmoid_backward(c->nn, c->dx, c->dy, c->y, input_count(c));
 }
 
 static int maxpool_forward_gpu(const GpuCall *c)
@@ -497,21 +539,53 @@ int model_cuda_forward(ModelCuda *mc, const float *x_device, int N, int training
     return 0;
 }
 
-int model_cuda_backward(ModelCuda *mc, const float *dlogits_host, int N)
+/* The loss and backward of the step in progress are GPU time from here on. */
+static int start_backward_time(ModelCuda *mc)
+{
+    StepEvents *e = &mc->steps[mc->current];
+    if (e->forward && !e->backward) {
+        CHECK(cudaEventRecord(e->backward_start, mc->nn.stream), "cudaEventRecord");
+        e->backward = 1;
+    }
+    return 0;
+}
+
+int model_cuda_loss(ModelCuda *mc, int loss, const int32_t *labels_host, int N, float *value)
+{
+    const ModelGraph *g = mc->g;
+    int K = g->spec.classes;
+    cudaStream_t s = mc->nn.stream;
+    if (kept_error(mc) < 0)
+        return -1;
+    if (N != mc->batch)
+        return imgset_fail("model: a loss of %d labels for a forward of %d images", N, mc->batch);
+    if (mc->training && start_backward_time(mc) < 0)
+        return -1;
+    CHECK(cudaMemcpyAsync(mc->loss_labels, labels_host, sizeof(int32_t) * N,
+                          cudaMemcpyHostToDevice, s), "copying the labels to the GPU");
+    if (cuda_class_loss(&mc->nn, mc->dact[g->output], mc->loss_rows, mc->loss_probs,
+                        mc->act[g->output], mc->loss_labels, N, K, loss,
+                        1.0f / (float)nn_class_loss_count(loss, N, K)) < 0)
+        return -1;
+    CHECK(cudaMemcpyAsync(mc->host_rows, mc->loss_rows, sizeof(double) * N,
+                          cudaMemcpyDeviceToHost, s), "copying the loss to the host");
+    CHECK(cudaStreamSynchronize(s), "the loss");
+    double total = 0.0;   /* in row order, as class_loss_forward on the CPU */
+    for (int n = 0; n < N; n++)
+        total += mc->host_rows[n];
+    *value = (float)(total / nn_class_loss_count(loss, N, K));
+    return 0;
+}
+
+int model_cuda_backward(ModelCuda *mc, int N)
 {
     const ModelGraph *g = mc->g;
     if (kept_error(mc) < 0)
         return -1;
     if (!mc->training || N != mc->batch)
         return imgset_fail("model: backward needs a training forward of %d images first", N);
-    StepEvents *e = &mc->steps[mc->current];
-    if (e->forward && !e->backward) {
-        CHECK(cudaEventRecord(e->backward_start, mc->nn.stream), "cudaEventRecord");
-        e->backward = 1;
-    }
-    CHECK(cudaMemcpyAsync(mc->dact[g->output], dlogits_host,
-                          sizeof(float) * (size_t)N * g->spec.classes, cudaMemcpyHostToDevice,
-                          mc->nn.stream), "copying the logits' gradient to the GPU");
+    if (start_backward_time(mc) < 0)
+        return -1;
     for (int i = g->num_ops - 1; i >= 0; i--)
         if (op_backward(mc, &g->ops[i], N) < 0)
             return -1;

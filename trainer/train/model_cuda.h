@@ -33,9 +33,14 @@ void model_cuda_free(ModelCuda *mc);   /* NULL is fine */
 int model_cuda_forward(ModelCuda *mc, const float *x_device, int N, int training,
                        float *logits_host);
 
-/* Backpropagate dlogits_host ((N, K) on the host, the gradient of the last training
- * forward's logits), adding to the device gradients. Queued, not waited for. */
-int model_cuda_backward(ModelCuda *mc, const float *dlogits_host, int N);
+/* The classification loss `loss` (nn.h) of the last forward's N logits against labels_host
+ * (N, on the host, in range) on the GPU: *value = the mean loss (waits), and the logits'
+ * gradient is set, in device memory, for the backward. */
+int model_cuda_loss(ModelCuda *mc, int loss, const int32_t *labels_host, int N, float *value);
+
+/* Backpropagate the gradient model_cuda_loss set through the last training forward, adding
+ * to the device gradients. Queued, not waited for. */
+int model_cuda_backward(ModelCuda *mc, int N);
 
 /* Zero the gradients; one SGD step on every trainable tensor. Both are queued; a failure is
  * also kept and reported again by the next forward or backward. */
@@ -47,8 +52,8 @@ int model_cuda_sgd_step(ModelCuda *mc, float lr, const SgdConfig *config);
 int model_cuda_download(ModelCuda *mc, float *params, float *grads, float *velocity);
 
 /* Seconds the GPU spent on training steps since the model was created, timed with CUDA
- * events: each training forward, plus its backward and SGD step (not the gap between them
- * while the host computes the loss); waits for the last step. */
+ * events: each training forward, plus its loss, backward and SGD step (not the gap between
+ * the forward and the loss, while the host looks at the logits); waits for the last step. */
 double model_cuda_busy_seconds(ModelCuda *mc);
 
 #ifdef __cplusplus

@@ -570,6 +570,46 @@ __global__ void relu_backward_kernel(float *dinp, const float *dout, const float
         dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
+__global__ void leaky_relu_forward_kernel(float *out, const float *inp, size_t n, float slope)
+{
+    FOR_EACH(i, n) {
+        float v = inp[i];
+        out[i] = v > 0.0f ? v : v * slope;
+    }
+}
+
+__global__ void leaky_relu_backward_kernel(float *dinp, const float *dout, const float *inp,
+                                           size_t n, float slope)
+{
+    FOR_EACH(i, n)
+        dinp[i] += inp[i] > 0.0f ? dout[i] : dout[i] * slope;
+}
+
+__global__ void tanh_forward_kernel(float *out, const float *inp, size_t n)
+{
+    FOR_EACH(i, n)
+        out[i] = tanhf(inp[i]);
+}
+
+__global__ void tanh_backward_kernel(float *dinp, const float *dout, const float *out, size_t n)
+{
+    FOR_EACH(i, n)
+        dinp[i] += dout[i] * (1.0f - out[i] * out[i]);
+}
+
+__global__ void sigmoid_forward_kernel(float *out, const float *inp, size_t n)
+{
+    FOR_EACH(i, n)
+        out[i] = 1.0f / (1.0f + expf(-inp[i]));
+}
+
+__global__ void sigmoid_backward_kernel(float *dinp, const float *dout, const float *out,
+                                        size_t n)
+{
+    FOR_EACH(i, n)
+        dinp[i] += dout[i] * out[i] * (1.0f - out[i]);
+}
+
 __global__ void add_forward_kernel(float *out, const float *a, const float *b, size_t n)
 {
     FOR_EACH(i, n)
@@ -614,6 +654,40 @@ int cuda_relu_backward(const NnCuda *nn, float *dinp, const float *dout, const f
     return dinp ? LAUNCH(relu_backward_kernel, n, nn, dinp, dout, out, n) : 0;
 }
 
+int cuda_leaky_relu_forward(const NnCuda *nn, float *out, const float *inp, size_t n,
+                            float slope)
+{
+    return LAUNCH(leaky_relu_forward_kernel, n, nn, out, inp, n, slope);
+}
+
+int cuda_leaky_relu_backward(const NnCuda *nn, float *dinp, const float *dout, const float *inp,
+                             size_t n, float slope)
+{
+    return dinp ? LAUNCH(leaky_relu_backward_kernel, n, nn, dinp, dout, inp, n, slope) : 0;
+}
+
+int cuda_tanh_forward(const NnCuda *nn, float *out, const float *inp, size_t n)
+{
+    return LAUNCH(tanh_forward_kernel, n, nn, out, inp, n);
+}
+
+int cuda_tanh_backward(const NnCuda *nn, float *dinp, const float *dout, const float *out,
+                       size_t n)
+{
+    return dinp ? LAUNCH(tanh_backward_kernel, n, nn, dinp, dout, out, n) : 0;
+}
+
+int cuda_sigmoid_forward(const NnCuda *nn, float *out, const float *inp, size_t n)
+{
+    return LAUNCH(sigmoid_forward_kernel, n, nn, out, inp, n);
+}
+
+int cuda_sigmoid_backward(const NnCuda *nn, float *dinp, const float *dout, const float *out,
+                          size_t n)
+{
+    return dinp ? LAUNCH(sigmoid_backward_kernel, n, nn, dinp, dout, out, n) : 0;
+}
+
 int cuda_add_forward(const NnCuda *nn, float *out, const float *a, const float *b, size_t n)
 {
     return LAUNCH(add_forward_kernel, n, nn, out, a, b, n);
@@ -638,6 +712,29 @@ int cuda_concat_backward(const NnCuda *nn, float *da, float *db, const float *do
         return 0;
     return LAUNCH(concat_kernel, (size_t)N * (CA + CB) * HW, nn, (float *)dout, da, db, N, CA,
                   CB, HW, 1);
+}
+
+/* ==== Loss ============================================================================ */
+
+__global__ void class_loss_kernel(float *dlogits, double *rows, float *probs,
+                                  const float *logits, const int32_t *labels, int N, int K,
+                                  int loss, float scale)
+{
+    FOR_EACH(n, (size_t)N) {
+        float *p = probs + n * K, *d = dlogits + n * K;
+        rows[n] = nn_class_loss_row(loss, p, logits + n * K, labels[n], K);
+        for (int k = 0; k < K; k++)
+            d[k] = 0.0f;
+        nn_class_loss_grad_row(loss, d, p, labels[n], K, scale);
+    }
+}
+
+int cuda_class_loss(const NnCuda *nn, float *dlogits, double *rows, float *probs,
+                    const float *logits, const int32_t *labels, int N, int K, int loss,
+                    float scale)
+{
+    return LAUNCH(class_loss_kernel, (size_t)N, nn, dlogits, rows, probs, logits, labels, N, K,
+                  loss, scale);
 }
 
 /* ==== SGD ============================================================================= */

@@ -87,12 +87,32 @@ int cuda_batchnorm_forward_eval(const NnCuda *nn, float *out, const float *inp,
 int cuda_relu_forward(const NnCuda *nn, float *out, const float *inp, size_t n);
 int cuda_relu_backward(const NnCuda *nn, float *dinp, const float *dout, const float *out,
                        size_t n);
+/* The other activations of nn.h: leaky ReLU's backward takes the forward's input, tanh's and
+ * sigmoid's the forward's output. */
+int cuda_leaky_relu_forward(const NnCuda *nn, float *out, const float *inp, size_t n,
+                            float slope);
+int cuda_leaky_relu_backward(const NnCuda *nn, float *dinp, const float *dout, const float *inp,
+                             size_t n, float slope);
+int cuda_tanh_forward(const NnCuda *nn, float *out, const float *inp, size_t n);
+int cuda_tanh_backward(const NnCuda *nn, float *dinp, const float *dout, const float *out,
+                       size_t n);
+int cuda_sigmoid_forward(const NnCuda *nn, float *out, const float *inp, size_t n);
+int cuda_sigmoid_backward(const NnCuda *nn, float *dinp, const float *dout, const float *out,
+                          size_t n);
 int cuda_add_forward(const NnCuda *nn, float *out, const float *a, const float *b, size_t n);
 int cuda_add_backward(const NnCuda *nn, float *da, float *db, const float *dout, size_t n);
 int cuda_concat_forward(const NnCuda *nn, float *out, const float *a, const float *b, int N,
                         int CA, int CB, int HW);
 int cuda_concat_backward(const NnCuda *nn, float *da, float *db, const float *dout, int N,
                          int CA, int CB, int HW);
+
+/* nn.h's classification loss `loss` of logits (N, K) against labels (N, device memory, in
+ * range), one thread per row running nn.h's row functions: rows (N) receives each row's
+ * summed loss (the caller adds them up and divides by nn_class_loss_count), probs (N, K)
+ * the row's softmax or sigmoids, dlogits (N, K) is OVERWRITTEN with scale * the gradient. */
+int cuda_class_loss(const NnCuda *nn, float *dlogits, double *rows, float *probs,
+                    const float *logits, const int32_t *labels, int N, int K, int loss,
+                    float scale);
 
 /* optim.h's sgd_step on n device floats (torch.optim.SGD, dampening 0). */
 int cuda_sgd_step(const NnCuda *nn, float *params, float *velocity, const float *grads,

@@ -13,21 +13,78 @@
 #include "loader.h"
 #include "metrics.h"
 #include "model.h"
+#include "nn.h"
+#include "stats.h"
 
 void train_config_default(TrainConfig *c)
 {
     *c = (TrainConfig){.arch = "cnn-small", .epochs = 5, .batch = 128, .threads = 2,
                        .workers = 1, .seed = 1, .lr = 0.05f, .momentum = 0.9f,
                        .weight_decay = 5e-4f, .schedule = LR_COSINE, .evaluate = 1,
-                       .device = TRAIN_AUTO};
+                       .device = TRAIN_AUTO, .activation = ACT_RELU,
+                       .leaky_slope = MODEL_LEAKY_SLOPE, .loss = LOSS_CCE,
+                       .normalize = NORM_MEANSTD};
 }
 
-/* Loader options shared by the train and test loaders: the train loader takes this rank's
- * shard of every global batch; the test loader (rank 0's) the whole split. */
-static void loader_options_for(const TrainConfig *c, int device, LoaderOptions *o, int split)
+/* count given values for `channels` channels into out: one for all, or one each. */
+static int given_values(float *out, const float *values, int count, int channels,
+                        const char *flag)
+{
+    if (count != 1 && count != channels)
+        return imgset_fail("%s has %d values; the images have %d channel%s (give 1 or %d)",
+                           flag, count, channels, channels == 1 ? "" : "s", channels);
+    for (int k = 0; k < IMGSET_MAX_CHANNELS; k++)
+        out[k] = values[count == 1 ? 0 : k < count ? k : 0];
+    return 0;
+}
+
+int train_normalization(const TrainConfig *c, Store *s, ModelSpec *spec)
+{
+    int channels = store_split_channels(s, SPLIT_TRAIN);
+    if (channels < 0)
+        return -1;
+    spec->normalize = c->normalize;
+    for (int k = 0; k < IMGSET_MAX_CHANNELS; k++)
+        spec->mean[k] = spec->std[k] = 0.5f;
+    int measure = c->normalize == NORM_MINMAX || c->mean_values == TRAIN_MEASURE ||
+                  c->std_values == TRAIN_MEASURE;
+    if (c->normalize == NORM_MEANSTD &&
+        ((c->mean_values > 0 &&
+          given_values(spec->mean, c->mean, c->mean_values, channels, "--mean") < 0) ||
+         (c->std_values > 0 &&
+          given_values(spec->std, c->std, c->std_values, channels, "--std") < 0)))
+        return -1;
+    if (!measure)
+        return 0;
+    SplitStats st;
+    if (split_stats(s, SPLIT_TRAIN, &st, NULL, NULL) < 0)
+        return -1;
+    for (int k = 0; k < st.channels; k++) {
+        const ChannelStats *ch = &st.channel[k];
+        if (c->normalize == NORM_MINMAX) {
+            spec->mean[k] = (float)((ch->min + ch->max) / 2.0 / 255.0);
+            spec->std[k] = (float)(ch->max > ch->min ? (ch->max - ch->min) / 2.0 / 255.0
+                                                     : 0.5 / 255.0);
+            continue;
+        }
+        if (c->mean_values == TRAIN_MEASURE)
+            spec->mean[k] = (float)ch->mean;
+        if (c->std_values == TRAIN_MEASURE)
+            spec->std[k] = (float)(ch->std > 0 ? ch->std : 0.5 / 255.0);
+    }
+    return 0;
+}
+
+/* Loader options shared by the train and test loaders, normalising with norm's mean and std:
+ * the train loader takes this rank's shard of every global batch; the test loader (rank 0's)
+ * the whole split. */
+static void loader_options_for(const TrainConfig *c, const ModelSpec *norm, int device,
+                               LoaderOptions *o, int split)
 {
     int world = c->comm ? c->comm->world : 1;
     loader_options_default(o);
+    memcpy(o->mean, norm->mean, sizeof o->mean);
+    memcpy(o->std, norm->std, sizeof o->std);
     o->split = split;
     o->batch_size = c->batch / world;
     if (split == SPLIT_TRAIN && c->comm) {
@@ -87,13 +144,13 @@ static const float *batch_input(const Model *m, const Batch *b)
     return m->device == MODEL_CUDA ? b->device_data : b->data;
 }
 
-/* Test accuracy and macro-F1 of m over the whole test loader. */
-static int evaluate(Model *m, Loader *test, double *accuracy, double *f1)
+/* m over the whole test loader: the confusion matrix (K, K), accuracy, macro-F1 and, for
+ * more than 10 classes, top-5 accuracy, into r. */
+static int evaluate(Model *m, Loader *test, int64_t *confusion, EpochReport *r)
 {
     int K = m->graph.spec.classes;
-    int64_t *confusion = calloc((size_t)K * K, sizeof *confusion);
-    if (!confusion)
-        return imgset_fail("out of memory for a %dx%d confusion matrix", K, K);
+    int64_t top5 = 0, images = 0;
+    memset(confusion, 0, sizeof *confusion * (size_t)K * K);
     int rc = loader_start_epoch(test, 0, 0);
     const Batch *b;
     while (rc == 0 && (rc = loader_next(test, &b)) == 1) {
@@ -104,10 +161,13 @@ static int evaluate(Model *m, Loader *test, double *accuracy, double *f1)
             break;
         }
         confusion_add_logits(confusion, logits, b->labels, b->count, K);
+        top5 += metrics_topk_hits(logits, b->labels, b->count, K, 5);
+        images += b->count;
     }
-    *accuracy = confusion_accuracy(confusion, K);
-    *f1 = confusion_macro_f1(confusion, K);
-    free(confusion);
+    r->test_accuracy = confusion_accuracy(confusion, K);
+    r->test_f1 = confusion_macro_f1(confusion, K);
+    r->test_top5 = K > 10 && images ? (double)top5 / (double)images : -1;
+    r->test_confusion = confusion;
     return rc < 0 ? -1 : 0;
 }
 
@@ -219,15 +279,21 @@ typedef struct RankPlan {
     int64_t batch, epochs, size, augment, stop_after, evaluate, batches_per_epoch;
     uint64_t seed;
     double lr, momentum, weight_decay;
+    double spec[4 + 2 * MODEL_NORM_CHANNELS];   /* activation, slope, loss, normalisation */
     char arch[32];
 } RankPlan;
 
 /* Check that every rank has rank 0's plan; 0, or -1 on this rank naming what differs. */
 static int check_plan(const TrainConfig *c, const TrainRun *run)
 {
+    const ModelSpec *s = &run->spec;
     RankPlan mine = {c->batch, c->epochs, c->size, c->augment, c->stop_after, c->evaluate,
                      run->batches_per_epoch, c->seed, c->lr, c->momentum, c->weight_decay,
-                     {0}};
+                     {s->activation, s->leaky_slope, s->loss, s->normalize}, {0}};
+    for (int k = 0; k < MODEL_NORM_CHANNELS; k++) {
+        mine.spec[4 + k] = s->mean[k];
+        mine.spec[4 + MODEL_NORM_CHANNELS + k] = s->std[k];
+    }
     snprintf(mine.arch, sizeof mine.arch, "%s", c->arch);
     RankPlan first = mine;
     if (c->comm->broadcast(c->comm, &first, sizeof first, 0) < 0)
@@ -238,7 +304,8 @@ static int check_plan(const TrainConfig *c, const TrainRun *run)
                            (long long)first.batches_per_epoch);
     if (memcmp(&mine, &first, sizeof mine) != 0)
         return imgset_fail("this rank was started with other training options than rank 0 "
-                           "(model, batch, epochs, seed, size, lr, ...)");
+                           "(model, batch, epochs, seed, size, lr, activation, loss, "
+                           "normalisation, ...)");
     return 0;
 }
 
@@ -254,17 +321,24 @@ static int share_rank0_model(const Comm *comm, Model *m, TrainState *state)
     return 0;
 }
 
-/* Open the loaders (the test loader on rank 0 only), build the model and, on rank 0, restore
- * the checkpoint to resume from. 0, or -1 with imgset_fail() on this rank. */
+/* Open the loaders (the test loader on rank 0 only), normalising as c asks, build the model
+ * of run->spec and, on rank 0, restore the checkpoint to resume from. 0, or -1 with
+ * imgset_fail() on this rank. */
 static int train_setup(const TrainConfig *c, TrainRun *run, Loader **train, Loader **test,
                        Model **m, TrainState *state)
 {
     int rank = c->comm ? c->comm->rank : 0;
     if (choose_device(c, run) < 0)
         return -1;
+    ModelSpec norm;   /* the normalisation first: the loaders apply it */
+    Store *probe = store_open(c->uri);
+    int rc_norm = probe ? train_normalization(c, probe, &norm) : -1;
+    store_close(probe);
+    if (rc_norm < 0)
+        return -1;
     LoaderOptions to, eo;
-    loader_options_for(c, run->device, &to, SPLIT_TRAIN);
-    loader_options_for(c, run->device, &eo, SPLIT_TEST);
+    loader_options_for(c, &norm, run->device, &to, SPLIT_TRAIN);
+    loader_options_for(c, &norm, run->device, &eo, SPLIT_TEST);
     if (!(*train = loader_open(c->uri, &to)))
         return -1;
     if (c->evaluate && rank == 0 && !(*test = loader_open(c->test_uri ? c->test_uri : c->uri, &eo)))
@@ -272,11 +346,20 @@ static int train_setup(const TrainConfig *c, TrainRun *run, Loader **train, Load
     const DatasetInfo *info = loader_info(*train);
     run->input = loader_shape(*train);
     run->classes = info->num_classes;
+    run->class_names = info->class_names;
     run->batches_per_epoch = loader_batches(*train);
     if (*test && !image_shape_equal(run->input, loader_shape(*test)))
         return imgset_fail("train and test images differ in shape (resize both with a size)");
-    *m = model_create(c->arch, run->input.channels, run->input.height, run->input.width,
-                      run->classes, to.batch_size, c->seed);
+    ModelSpec *spec = &run->spec;
+    model_spec_default(spec, c->arch, run->input.channels, run->input.height, run->input.width,
+                       run->classes);
+    spec->activation = c->activation;
+    spec->leaky_slope = c->leaky_slope;
+    spec->loss = c->loss;
+    spec->normalize = norm.normalize;
+    memcpy(spec->mean, norm.mean, sizeof spec->mean);
+    memcpy(spec->std, norm.std, sizeof spec->std);
+    *m = model_create_spec(spec, to.batch_size, c->seed);
     if (!*m || model_set_threads(*m, c->threads) < 0)
         return -1;
     run->parameters = model_num_parameters(*m);
@@ -295,9 +378,11 @@ static int train_setup(const TrainConfig *c, TrainRun *run, Loader **train, Load
     return 0;
 }
 
-/* Rank 0's end of an epoch: the checkpoint, then the test set. 0, or -1 with imgset_fail(). */
+/* Rank 0's end of an epoch: the checkpoint, then the test set (its confusion matrix into
+ * confusion). 0, or -1 with imgset_fail(). */
 static int finish_epoch(const TrainConfig *c, Model *m, Loader *test, const DatasetInfo *info,
-                        const TrainState *state, int stopped, EpochReport *r)
+                        const TrainState *state, int stopped, int64_t *confusion,
+                        EpochReport *r)
 {
     if (c->save && (model_sync_host(m) < 0 ||
                     checkpoint_save(c->save, m, state,
@@ -305,7 +390,7 @@ static int finish_epoch(const TrainConfig *c, Model *m, Loader *test, const Data
         return -1;
     if (test && !stopped) {
         double e0 = monotonic_seconds();
-        if (evaluate(m, test, &r->test_accuracy, &r->test_f1) < 0)
+        if (evaluate(m, test, confusion, r) < 0)
             return -1;
         r->eval_seconds = monotonic_seconds() - e0;
     }
@@ -323,6 +408,7 @@ int train_run(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run)
         return imgset_fail("train: batch %d is not divisible by %d ranks", c->batch, run->world);
     Loader *train = NULL, *test = NULL;
     Model *m = NULL;
+    int64_t *confusion = NULL;   /* rank 0's test evaluations */
     TrainState state;
     int rc = -1;
     if (comm_agree(c->comm, train_setup(c, run, &train, &test, &m, &state), NULL) < 0 ||
@@ -331,6 +417,10 @@ int train_run(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run)
         goto done;
     if (run->device == MODEL_CUDA && model_use_device(m, MODEL_CUDA) < 0)
         goto done;
+    if (test && !(confusion = calloc((size_t)run->classes * run->classes, sizeof *confusion))) {
+        imgset_fail("out of memory for a %dx%d confusion matrix", run->classes, run->classes);
+        goto done;
+    }
     const DatasetInfo *info = loader_info(train);
     int64_t per_epoch = run->batches_per_epoch, total = (int64_t)c->epochs * per_epoch;
     LrSchedule schedule = {
@@ -344,7 +434,7 @@ int train_run(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run)
 
     for (int epoch = (int)state.sampler_epoch; epoch < c->epochs; epoch++) {
         int64_t start = epoch == state.sampler_epoch ? state.sampler_position / c->batch : 0;
-        EpochReport r = {.epoch = epoch, .test_accuracy = -1, .test_f1 = -1};
+        EpochReport r = {.epoch = epoch, .test_accuracy = -1, .test_f1 = -1, .test_top5 = -1};
         int64_t batch_no;
         if (train_epoch(c, cb, run, m, train, &schedule, &sgd, epoch, start, &r, &batch_no) < 0)
             goto done;
@@ -352,7 +442,8 @@ int train_run(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run)
         state.step = m->step;
         state.sampler_epoch = partial ? epoch : epoch + 1;
         state.sampler_position = partial ? batch_no * c->batch : 0;
-        int ended = rank == 0 ? finish_epoch(c, m, test, info, &state, run->stopped, &r) : 0;
+        int ended = rank == 0 ? finish_epoch(c, m, test, info, &state, run->stopped, confusion,
+                                             &r) : 0;
         if (comm_agree(c->comm, ended, NULL) < 0)
             goto done;
         if (run->stopped) {
@@ -366,6 +457,7 @@ int train_run(const TrainConfig *c, const TrainCallbacks *cb, TrainRun *run)
     rc = 0;
 
 done:
+    free(confusion);
     model_free(m);
     loader_close(train);
     loader_close(test);

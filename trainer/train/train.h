@@ -7,6 +7,7 @@
 
 #include "comm.h"
 #include "dataset.h"
+#include "graph.h"
 #include "optim.h"
 #include "store.h"
 
@@ -28,6 +29,13 @@ typedef struct TrainConfig {
     int evaluate;             /* 1: test accuracy and macro-F1 after every epoch */
     int device;               /* TRAIN_AUTO, MODEL_CPU or MODEL_CUDA (model.h) */
     const Comm *comm;         /* the ranks of a data-parallel run, or NULL: one process */
+    int activation;           /* hidden activation (graph.h), for mlp and cnn-small */
+    float leaky_slope;
+    int loss;                 /* enum NnLoss (nn.h) */
+    int normalize;            /* NORM_MEANSTD or NORM_MINMAX (graph.h) */
+    float mean[IMGSET_MAX_CHANNELS], std[IMGSET_MAX_CHANNELS];   /* NORM_MEANSTD, on x / 255 */
+    int mean_values, std_values;   /* how many of mean / std are given: 1 (for every channel)
+                                    * or one per channel; 0: 0.5; TRAIN_MEASURE: measured */
 } TrainConfig;
 
 /*
@@ -45,10 +53,20 @@ typedef struct TrainConfig {
 
 /* TrainConfig.device: CUDA when this build has it and a device is there, else the CPU. */
 #define TRAIN_AUTO (-1)
+/* TrainConfig.mean_values / std_values: the train split's own mean / std ("auto"). */
+#define TRAIN_MEASURE (-1)
 
 /* cnn-small, 5 epochs, batch 128, 2 threads, 1 worker, seed 1, SGD lr 0.05 momentum 0.9
- * weight decay 5e-4, cosine schedule, evaluate on, device TRAIN_AUTO. */
+ * weight decay 5e-4, cosine schedule, evaluate on, device TRAIN_AUTO, ReLU, cross-entropy,
+ * mean = std = 0.5. */
 void train_config_default(TrainConfig *c);
+
+/* The normalisation c asks for, for the train split of s, into spec->normalize, mean and
+ * std: given values, the defaults (0.5), or from split_stats() of the split (NORM_MINMAX:
+ * mean = (min + max) / 2, std = (max - min) / 2, a constant channel taking std = 0.5 / 255;
+ * TRAIN_MEASURE: the split's mean and std). A count of given values other than 1 or the
+ * images' channels is an error naming --mean or --std. 0, or -1 with imgset_fail(). */
+int train_normalization(const TrainConfig *c, Store *s, ModelSpec *spec);
 
 /* One epoch. Seconds: wall = the epoch's training pass; wait = time spent in loader_next;
  * compute = forward + backward + step (on a GPU: the GPU's time for them, from CUDA events);
@@ -65,12 +83,18 @@ typedef struct EpochReport {
     double allreduce;
     double loss, accuracy;               /* over the epoch's training batches */
     double test_accuracy, test_f1;       /* -1 when not evaluated */
+    double test_top5;                    /* -1 when not evaluated or for 10 classes or fewer */
+    const int64_t *test_confusion;       /* (K, K) rows = labels, columns = predictions, valid
+                                          * during the epoch_done callback; NULL when not
+                                          * evaluated */
 } EpochReport;
 
 /* Facts about a run, for its caller's report. */
 typedef struct TrainRun {
+    ModelSpec spec;          /* the model: architecture, activation, loss, normalisation */
     ImageShape input;        /* the model's input, channels-last */
     int32_t classes;
+    char *const *class_names;   /* the data set's (classes), valid until train_run returns */
     size_t parameters;
     int64_t batches_per_epoch;   /* per rank */
     int world;               /* ranks (1 without a comm) */
