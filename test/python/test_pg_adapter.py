@@ -23,11 +23,11 @@ try:
     import numpy as np
 except ImportError:
     tap.skip_all("imgset.pg adapters", "numpy not installed (apt-get install python3-numpy)")
-try:
-    import imgset.pg as pg
-except ImportError:
-    sys.path.insert(0, os.path.join(ROOT, "python"))
-    import imgset.pg as pg
+sys.path.insert(0, os.path.join(ROOT, "test", "python"))
+import support  # noqa: E402  (the package built into build/python, or a failure saying why)
+
+support.import_imgset("test_pg_adapter.py")
+import imgset.pg as pg  # noqa: E402
 
 F32 = np.float32
 RNG = np.random.default_rng(12)

@@ -69,7 +69,9 @@ static void test_messages(void)
 static void test_nn_hook(void)
 {
     ModelGraph g;
-    if (!ok(model_graph_build(&g, "cnn-small", 3, 32, 32, 10) == 0, "cnn-small graph"))
+    ModelSpec spec;
+    model_spec_default(&spec, "cnn-small", 3, 32, 32, 10);
+    if (!ok(model_graph_build(&g, &spec) == 0, "cnn-small graph"))
         return;
     int N = 4;
     float *params = calloc(g.param_floats, sizeof(float));
